@@ -1,0 +1,68 @@
+"""queue-runtime: provider-agnostic message queues with ordered sessions and dead-lettering.
+
+Business code uses the ports (`QueueClient`, `SessionClient`), the domain types and the error
+tree from here; `create_client` picks the adapter from a URL or a `QueueConfig`.
+"""
+
+from ._capabilities import Capabilities
+from ._clock import Clock, ManualClock, SystemClock
+from ._errors import (
+    BatchSendError,
+    ClientClosed,
+    ConfigurationError,
+    ConnectionError,
+    MessageLockLost,
+    ProviderError,
+    QueueAlreadyExists,
+    QueueError,
+    QueueNotFound,
+    SessionLocked,
+    SessionLockLost,
+    TimeoutError,
+    UnsupportedOperation,
+    ValidationError,
+)
+from ._factory import create_client
+from ._messages import Message, ReceivedMessage
+from ._names import MessageId, QueueName, SessionId
+from .config import AwsSqsConfig, AzureServiceBusConfig, InMemoryConfig, QueueConfig
+from .engine import QueueStatistics
+from .ports import QueueClient, SessionClient, Timeout
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AwsSqsConfig",
+    "AzureServiceBusConfig",
+    "BatchSendError",
+    "Capabilities",
+    "ClientClosed",
+    "Clock",
+    "ConfigurationError",
+    "ConnectionError",
+    "InMemoryConfig",
+    "ManualClock",
+    "Message",
+    "MessageId",
+    "MessageLockLost",
+    "ProviderError",
+    "QueueAlreadyExists",
+    "QueueClient",
+    "QueueConfig",
+    "QueueError",
+    "QueueName",
+    "QueueNotFound",
+    "QueueStatistics",
+    "ReceivedMessage",
+    "SessionClient",
+    "SessionId",
+    "SessionLockLost",
+    "SessionLocked",
+    "SystemClock",
+    "Timeout",
+    "TimeoutError",
+    "UnsupportedOperation",
+    "ValidationError",
+    "__version__",
+    "create_client",
+]

@@ -1,0 +1,469 @@
+"""The in-memory adapter: the reference implementation of the contract, in one process.
+
+A thin asyncio facade over `QueueEngine`: it validates arguments, reads the (injectable)
+clock, and parks receivers until the engine reports a message or a due time passes. Clients
+built on the same engine behave like separate processes talking to one broker, which is how
+tests exercise cross-client session exclusivity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Final
+
+from .._arguments import check_max_messages, check_received, queue_name, timeout_seconds
+from .._capabilities import Capabilities
+from .._clock import Clock, ManualClock, SystemClock, to_datetime, to_seconds
+from .._errors import ClientClosed, SessionLockLost, ValidationError
+from .._messages import Message, ReceivedMessage, validate_message
+from .._names import MessageId, QueueName, SessionId
+from .._waiting import Waiters
+from ..config import InMemoryConfig
+from ..engine import QueueEngine, QueueSettings, QueueStatistics, SessionLease, StoredMessage
+from ..ports import (
+    DEFAULT_LOCK_DURATION,
+    DEFAULT_MAX_DELIVERY_COUNT,
+    QueueClient,
+    SessionClient,
+    Timeout,
+)
+
+__all__ = ["InMemoryQueueClient", "InMemorySessionClient", "shared_engine"]
+
+_DEFAULT_TIMEOUT: Final = 30.0
+_ACCEPT: Final = object()  # waiters for "next available session"
+_shared_lock = threading.Lock()
+_shared_engines: dict[str, QueueEngine] = {}
+
+
+def shared_engine(name: str) -> QueueEngine:
+    """The process-wide engine behind ``memory://<name>``."""
+    with _shared_lock:
+        engine = _shared_engines.get(name)
+        if engine is None:
+            engine = _shared_engines[name] = QueueEngine()
+        return engine
+
+
+class _Receipt:
+    __slots__ = ("engine", "lease_token", "queue", "token")
+
+    def __init__(self, engine: QueueEngine, queue: str, token: int, lease_token: int) -> None:
+        self.engine = engine
+        self.queue = queue
+        self.token = token
+        self.lease_token = lease_token
+
+
+class InMemoryQueueClient(QueueClient):
+    """Queues in this process's memory, with the strictest semantics of the contract.
+
+    ``clock`` decides when locks, TTLs and schedules fall due: pass a `ManualClock` and call
+    ``clock.advance(...)`` to test lock expiry without sleeping. ``engine`` lets several
+    clients share one broker.
+    """
+
+    def __init__(
+        self,
+        config: InMemoryConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        engine: QueueEngine | None = None,
+        default_timeout: float | timedelta = _DEFAULT_TIMEOUT,
+    ) -> None:
+        self._config = config or InMemoryConfig()
+        self._clock = clock or SystemClock()
+        if engine is None:
+            engine = shared_engine(self._config.name) if self._config.name else QueueEngine()
+        self._engine = engine
+        self._default_timeout = to_seconds(default_timeout)
+        self._max_size = self._config.max_message_size
+        self._capabilities = Capabilities(max_message_size=self._max_size)
+        self._waiters = Waiters()
+        self._sessions: set[InMemorySessionClient] = set()
+        self._state = "new"
+        self._unsubscribe: list[object] = []
+
+    def __repr__(self) -> str:
+        return f"InMemoryQueueClient(state={self._state!r}, clock={self._clock!r})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def engine(self) -> QueueEngine:
+        return self._engine
+
+    async def open(self) -> None:
+        if self._state == "open":
+            return
+        if self._state == "closed":
+            raise ClientClosed("this client was closed; create a new one")
+        self._unsubscribe.append(self._engine.subscribe(self._on_available))
+        if isinstance(self._clock, ManualClock):
+            self._unsubscribe.append(self._clock.subscribe(self._waiters.notify_all))
+        self._state = "open"
+
+    async def aclose(self) -> None:
+        if self._state != "open":
+            self._state = "closed"
+            return
+        for session in list(self._sessions):
+            await session.close()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()  # type: ignore[operator]
+        self._state = "closed"
+        self._waiters.notify_all()
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise ClientClosed(
+                "the client is closed"
+                if self._state == "closed"
+                else "the client is not open: use 'async with client:' or 'await client.open()'"
+            )
+
+    def _on_available(self, queue: str, session_id: str | None) -> None:
+        waiters = self._waiters
+        if waiters:
+            if session_id is None:
+                waiters.notify(queue)
+            else:
+                waiters.notify((queue, session_id))
+                waiters.notify((queue, _ACCEPT))
+
+    # -- administration ------------------------------------------------------------------
+
+    async def create_queue(
+        self,
+        queue: QueueName | str,
+        *,
+        requires_session: bool = False,
+        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
+        lock_duration: float | timedelta = DEFAULT_LOCK_DURATION,
+        default_message_ttl: float | timedelta | None = None,
+        dead_letter_on_expiration: bool = False,
+    ) -> None:
+        self._check_open()
+        name = queue_name(queue)
+        if name.is_dead_letter:
+            raise ValidationError("dead-letter queues are created with their queue")
+        settings = queue_settings(
+            requires_session=requires_session,
+            max_delivery_count=max_delivery_count,
+            lock_duration=lock_duration,
+            default_message_ttl=default_message_ttl,
+            dead_letter_on_expiration=dead_letter_on_expiration,
+        )
+        self._engine.create_queue(name, settings)
+
+    async def delete_queue(self, queue: QueueName | str) -> None:
+        self._check_open()
+        self._engine.delete_queue(queue_name(queue))
+
+    def statistics(self, queue: QueueName | str) -> QueueStatistics:
+        """Counts of active, locked, scheduled and dead-lettered messages (for tests)."""
+        return self._engine.statistics(queue_name(queue), self._clock.now())
+
+    def peek_messages(self, queue: QueueName | str, max_messages: int = 10) -> list[Message]:
+        """The next available messages in order, without locking them (for tests)."""
+        stored = self._engine.peek(
+            queue_name(queue), check_max_messages(max_messages), self._clock.now()
+        )
+        return [s.message for s in stored]
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def send_message(self, queue: QueueName | str, message: Message) -> MessageId:
+        self._check_open()
+        name = queue_name(queue)
+        settings = self._engine.settings(name)
+        validate_message(
+            message, max_size=self._max_size, requires_session=settings.requires_session
+        )
+        self._engine.enqueue(name, (message,), self._clock.now())
+        return str.__new__(MessageId, message.message_id)
+
+    async def send_messages(
+        self, queue: QueueName | str, messages: Sequence[Message]
+    ) -> list[MessageId]:
+        self._check_open()
+        name = queue_name(queue)
+        requires_session = self._engine.settings(name).requires_session
+        max_size = self._max_size
+        for message in messages:
+            validate_message(message, max_size=max_size, requires_session=requires_session)
+        self._engine.enqueue(name, messages, self._clock.now())
+        return [str.__new__(MessageId, m.message_id) for m in messages]
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def receive_message(
+        self, queue: QueueName | str, *, timeout: Timeout = None
+    ) -> ReceivedMessage | None:
+        received = await self._receive(queue, 1, timeout)
+        return received[0] if received else None
+
+    async def receive_messages(
+        self, queue: QueueName | str, *, max_messages: int = 10, timeout: Timeout = None
+    ) -> list[ReceivedMessage]:
+        return await self._receive(queue, check_max_messages(max_messages), timeout)
+
+    async def _receive(
+        self, queue: QueueName | str, max_messages: int, timeout: Timeout
+    ) -> list[ReceivedMessage]:
+        self._check_open()
+        name = queue_name(queue)
+        wait = timeout_seconds(timeout, self._default_timeout)
+        engine, clock = self._engine, self._clock
+        stored = engine.receive(name, max_messages, clock.now())
+        if not stored and wait > 0:
+            loop_deadline = _loop_time() + wait
+            while not stored:
+                remaining = loop_deadline - _loop_time()
+                if remaining <= 0:
+                    break
+                await self._waiters.wait(name, _until_due(engine.next_due(name), clock, remaining))
+                self._check_open()
+                stored = engine.receive(name, max_messages, clock.now())
+        return [self._deliver(name, s, 0) for s in stored]
+
+    def _deliver(self, queue: str, stored: StoredMessage, lease_token: int) -> ReceivedMessage:
+        m = stored.message
+        return ReceivedMessage(
+            m.body,
+            m.session_id,
+            dict(m.attributes) if m.attributes else {},
+            m.correlation_id,
+            m.message_id,
+            m.time_to_live,
+            m.scheduled_enqueue_time,
+            stored.delivery_count,
+            to_datetime(stored.enqueued_at),
+            to_datetime(stored.locked_until),
+            stored.dead_letter_reason,
+            stored.dead_letter_description,
+            stored.sequence_number,
+            _Receipt(self._engine, queue, stored.lock_token, lease_token),
+        )
+
+    # -- settling ------------------------------------------------------------------------
+
+    def _receipt(self, message: ReceivedMessage) -> _Receipt:
+        self._check_open()
+        receipt = check_received(message, _Receipt)
+        assert isinstance(receipt, _Receipt)
+        if receipt.engine is not self._engine:
+            raise ValidationError("this message was received from another broker")
+        return receipt
+
+    async def complete_message(self, message: ReceivedMessage) -> None:
+        receipt = self._receipt(message)
+        self._engine.complete(receipt.queue, receipt.token, self._clock.now())
+
+    async def abandon_message(self, message: ReceivedMessage) -> None:
+        receipt = self._receipt(message)
+        self._engine.abandon(receipt.queue, receipt.token, self._clock.now())
+
+    async def dead_letter_message(
+        self,
+        message: ReceivedMessage,
+        *,
+        reason: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        receipt = self._receipt(message)
+        _check_reason(reason, description)
+        self._engine.dead_letter(
+            receipt.queue, receipt.token, reason, description, self._clock.now()
+        )
+
+    async def renew_message_lock(self, message: ReceivedMessage) -> datetime:
+        receipt = self._receipt(message)
+        return to_datetime(self._engine.renew_lock(receipt.queue, receipt.token, self._clock.now()))
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def accept_session(
+        self,
+        queue: QueueName | str,
+        session_id: str | None = None,
+        *,
+        timeout: Timeout = None,
+    ) -> InMemorySessionClient | None:
+        self._check_open()
+        name = queue_name(queue)
+        engine, clock = self._engine, self._clock
+        if session_id is not None:
+            lease = engine.accept_session(name, SessionId(session_id), clock.now())
+        else:
+            wait = timeout_seconds(timeout, self._default_timeout)
+            lease = engine.accept_session(name, None, clock.now())
+            loop_deadline = _loop_time() + wait
+            while lease is None:
+                remaining = loop_deadline - _loop_time()
+                if remaining <= 0:
+                    return None
+                key = (name, _ACCEPT)
+                await self._waiters.wait(key, _until_due(engine.next_due(name), clock, remaining))
+                self._check_open()
+                lease = engine.accept_session(name, None, clock.now())
+        assert lease is not None
+        session = InMemorySessionClient(self, lease)
+        self._sessions.add(session)
+        return session
+
+
+class InMemorySessionClient(SessionClient):
+    """A held session of an `InMemoryQueueClient`."""
+
+    def __init__(self, client: InMemoryQueueClient, lease: SessionLease) -> None:
+        self._client = client
+        self._engine = client.engine
+        self._clock = client.clock
+        self._lease = lease
+        self._locked_until = lease.locked_until
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"InMemorySessionClient(queue={self._lease.queue!r}, session_id={self.session_id!r})"
+
+    @property
+    def session_id(self) -> str:
+        return self._lease.session_id
+
+    @property
+    def locked_until(self) -> datetime:
+        return to_datetime(self._locked_until)
+
+    def _check(self) -> SessionLease:
+        if self._closed:
+            raise SessionLockLost(f"session {self.session_id!r} was closed")
+        self._client._check_open()
+        self._engine.check_lease(self._lease, self._clock.now())
+        return self._lease
+
+    async def receive_message(self, *, timeout: Timeout = None) -> ReceivedMessage | None:
+        received = await self._receive(1, timeout)
+        return received[0] if received else None
+
+    async def receive_messages(
+        self, *, max_messages: int = 10, timeout: Timeout = None
+    ) -> list[ReceivedMessage]:
+        return await self._receive(check_max_messages(max_messages), timeout)
+
+    async def _receive(self, max_messages: int, timeout: Timeout) -> list[ReceivedMessage]:
+        lease = self._check()
+        client, engine, clock = self._client, self._engine, self._clock
+        wait = timeout_seconds(timeout, client._default_timeout)
+        stored = engine.session_receive(lease, max_messages, clock.now())
+        if not stored and wait > 0:
+            loop_deadline = _loop_time() + wait
+            key = (lease.queue, lease.session_id)
+            while not stored:
+                remaining = loop_deadline - _loop_time()
+                if remaining <= 0:
+                    break
+                # wake by the lease's expiry at the latest, so a lapsed lock is reported
+                due = min(self._locked_until, engine.next_due(lease.queue) or self._locked_until)
+                await client._waiters.wait(key, _until_due(due, clock, remaining))
+                lease = self._check()
+                stored = engine.session_receive(lease, max_messages, clock.now())
+        return [client._deliver(lease.queue, s, lease.token) for s in stored]
+
+    def _receipt(self, message: ReceivedMessage) -> _Receipt:
+        receipt = self._client._receipt(message)
+        if receipt.lease_token != self._lease.token:
+            raise ValidationError("this message was not received through this session")
+        self._check()
+        return receipt
+
+    async def complete_message(self, message: ReceivedMessage) -> None:
+        receipt = self._receipt(message)
+        self._engine.complete(receipt.queue, receipt.token, self._clock.now())
+
+    async def abandon_message(self, message: ReceivedMessage) -> None:
+        receipt = self._receipt(message)
+        self._engine.abandon(receipt.queue, receipt.token, self._clock.now())
+
+    async def dead_letter_message(
+        self,
+        message: ReceivedMessage,
+        *,
+        reason: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        receipt = self._receipt(message)
+        _check_reason(reason, description)
+        self._engine.dead_letter(
+            receipt.queue, receipt.token, reason, description, self._clock.now()
+        )
+
+    async def renew_session_lock(self) -> datetime:
+        lease = self._check()
+        self._locked_until = self._engine.renew_session(lease, self._clock.now())
+        return to_datetime(self._locked_until)
+
+    async def get_state(self) -> bytes | None:
+        return self._engine.get_state(self._check(), self._clock.now())
+
+    async def set_state(self, state: bytes | None) -> None:
+        if state is not None and type(state) is not bytes:
+            raise ValidationError(
+                f"session state must be bytes or None, not {type(state).__name__}"
+            )
+        self._engine.set_state(self._check(), state, self._clock.now())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._client._sessions.discard(self)
+        self._engine.release_session(self._lease, self._clock.now())
+
+
+def queue_settings(
+    *,
+    requires_session: bool,
+    max_delivery_count: int,
+    lock_duration: float | timedelta,
+    default_message_ttl: float | timedelta | None,
+    dead_letter_on_expiration: bool,
+) -> QueueSettings:
+    """`QueueSettings` from ``create_queue``'s arguments (validated)."""
+    if isinstance(max_delivery_count, bool) or not isinstance(max_delivery_count, int):
+        raise ValidationError("max_delivery_count must be an int")
+    return QueueSettings(
+        requires_session=bool(requires_session),
+        max_delivery_count=max_delivery_count,
+        lock_duration=to_seconds(lock_duration),
+        default_message_ttl=None
+        if default_message_ttl is None
+        else to_seconds(default_message_ttl),
+        dead_letter_on_expiration=bool(dead_letter_on_expiration),
+    )
+
+
+def _check_reason(reason: str | None, description: str | None) -> None:
+    for name, value in (("reason", reason), ("description", description)):
+        if value is not None and (not isinstance(value, str) or len(value) > 4096):
+            raise ValidationError(f"dead-letter {name} must be a str of at most 4096 characters")
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _until_due(due: float | None, clock: Clock, remaining: float) -> float:
+    """How long to park: until ``due`` (clock time) or ``remaining`` (real time), if sooner."""
+    if due is None:
+        return remaining
+    return max(0.0, min(remaining, due - clock.now()))

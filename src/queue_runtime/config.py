@@ -1,0 +1,178 @@
+"""Typed configuration: one small pydantic model per provider, a URL form, and the environment.
+
+Every model forbids unknown keys, so a typo is a `ConfigurationError`, not a silent default.
+Secrets are `SecretStr` and never appear in reprs, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import parse_qsl, urlsplit
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ._errors import ConfigurationError
+
+__all__ = [
+    "AwsSqsConfig",
+    "AzureServiceBusConfig",
+    "InMemoryConfig",
+    "ProviderConfig",
+    "QueueConfig",
+    "URL_ENV_VAR",
+]
+
+#: The environment variable ``create_client()`` reads when given nothing.
+URL_ENV_VAR = "QUEUE_RUNTIME_URL"
+_MIB = 1024 * 1024
+
+
+class _Model(BaseModel):
+    """Frozen, typo-proof model whose validation failures are `ConfigurationError`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as exc:
+            raise ConfigurationError(_describe(type(self).__name__, exc)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate(obj, **kwargs)
+        except pydantic.ValidationError as exc:
+            raise ConfigurationError(_describe(cls.__name__, exc)) from None
+
+
+def _describe(model: str, exc: pydantic.ValidationError) -> str:
+    # input values are left out on purpose: they may be secrets
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or model}: {err['msg']}" for err in exc.errors()
+    )
+    return f"invalid {model}: {problems}"
+
+
+class InMemoryConfig(_Model):
+    """The in-process reference adapter. ``name`` shares one broker between clients of a
+    process (``memory://orders``); without it every client has a broker of its own."""
+
+    kind: Literal["memory"] = "memory"
+    name: str | None = None
+    max_message_size: int = Field(default=_MIB, gt=0, le=256 * _MIB)
+
+
+class AwsSqsConfig(_Model):
+    """AWS SQS. Unset fields fall back to boto3's own chain (``AWS_REGION``,
+    ``AWS_ENDPOINT_URL_SQS``, shared credentials, instance roles, ...)."""
+
+    kind: Literal["sqs"] = "sqs"
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    #: SQS's message size limit: 1 MiB today, 256 KiB on older setups.
+    max_message_size: int = Field(default=_MIB, gt=0, le=_MIB)
+    #: Threads for boto3 calls (the event loop never blocks on one).
+    max_workers: int = Field(default=16, ge=1, le=256)
+
+    @pydantic.model_validator(mode="after")
+    def _keys_together(self) -> Self:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key go together")
+        return self
+
+
+class AzureServiceBusConfig(_Model):
+    """Azure Service Bus: a connection string, or a namespace with an Azure identity."""
+
+    kind: Literal["azure-servicebus"] = "azure-servicebus"
+    connection_string: SecretStr | None = None
+    namespace: str | None = None
+    auth: Literal["connection_string", "default", "managed_identity", "client_secret"] = (
+        "connection_string"
+    )
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    max_message_size: int = Field(default=256 * 1024, gt=0, le=100 * _MIB)
+
+    @pydantic.model_validator(mode="after")
+    def _auth_complete(self) -> Self:
+        if self.auth == "connection_string" and self.connection_string is None:
+            raise ValueError("auth 'connection_string' needs connection_string")
+        if self.auth != "connection_string" and not self.namespace:
+            raise ValueError(f"auth {self.auth!r} needs namespace")
+        if self.auth == "client_secret" and not (
+            self.tenant_id and self.client_id and self.client_secret
+        ):
+            raise ValueError("auth 'client_secret' needs tenant_id, client_id and client_secret")
+        return self
+
+
+ProviderConfig = Annotated[
+    InMemoryConfig | AwsSqsConfig | AzureServiceBusConfig, Field(discriminator="kind")
+]
+
+
+class QueueConfig(_Model):
+    """Everything `create_client` needs: the provider and provider-neutral defaults."""
+
+    provider: ProviderConfig = Field(default_factory=InMemoryConfig)
+    #: How long a receive or ``accept_session`` waits when called with ``timeout=None``.
+    default_timeout: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
+
+    @classmethod
+    def from_url(cls, url: str, **settings: Any) -> QueueConfig:
+        """Parse ``memory://``, ``sqs://?region=..``, ``azure-servicebus://[namespace]``."""
+        return cls(provider=_provider_from_url(url), **settings)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> QueueConfig:
+        """Read ``QUEUE_RUNTIME_URL`` (default ``memory://``) and
+        ``QUEUE_RUNTIME_DEFAULT_TIMEOUT`` (seconds)."""
+        env = os.environ if environ is None else environ
+        settings: dict[str, Any] = {}
+        if timeout := env.get("QUEUE_RUNTIME_DEFAULT_TIMEOUT"):
+            settings["default_timeout"] = timeout
+        return cls.from_url(env.get(URL_ENV_VAR) or "memory://", **settings)
+
+
+def _provider_from_url(url: str) -> InMemoryConfig | AwsSqsConfig | AzureServiceBusConfig:
+    if not isinstance(url, str):
+        raise ConfigurationError(
+            f"expected a URL string or a QueueConfig, not {type(url).__name__}"
+        )
+    parts = urlsplit(url)
+    query: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    scheme = parts.scheme.lower()
+    if scheme == "memory":
+        return InMemoryConfig.model_validate({"name": parts.netloc or None, **query})
+    if scheme == "sqs":
+        if parts.netloc:
+            raise ConfigurationError("sqs:// takes settings as query parameters, not a host")
+        return AwsSqsConfig.model_validate(query)
+    if scheme == "azure-servicebus":
+        if parts.netloc:
+            return AzureServiceBusConfig.model_validate(
+                {"namespace": parts.netloc, "auth": "default", **query}
+            )
+        conn = os.environ.get("AZURE_SERVICEBUS_CONNECTION_STRING")
+        if not conn:
+            raise ConfigurationError(
+                "azure-servicebus:// needs AZURE_SERVICEBUS_CONNECTION_STRING, "
+                "or a namespace: azure-servicebus://<namespace>.servicebus.windows.net"
+            )
+        return AzureServiceBusConfig.model_validate({"connection_string": conn, **query})
+    if scheme in {"sqlite", "postgresql", "postgres"}:
+        raise ConfigurationError(f"the {scheme} adapter is not available in this version")
+    shown = f"{parts.scheme}://" if parts.scheme else "(no scheme)"
+    raise ConfigurationError(
+        f"unknown queue URL scheme {shown}: use memory://, sqs:// or azure-servicebus://"
+    )
