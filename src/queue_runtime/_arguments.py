@@ -20,6 +20,8 @@ def timeout_seconds(timeout: float | timedelta | None, default: float) -> float:
     """Seconds to wait: ``None`` is ``default``; negative or non-numeric is a `ValidationError`."""
     if timeout is None:
         return default
+    if (type(timeout) is int or type(timeout) is float) and timeout >= 0:
+        return timeout
     if isinstance(timeout, timedelta):
         seconds = timeout.total_seconds()
     elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):

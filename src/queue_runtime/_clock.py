@@ -30,8 +30,8 @@ class SystemClock:
 
     __slots__ = ()
 
-    def now(self) -> float:
-        return time.time()
+    #: ``time.time`` itself: the clock is read on every operation.
+    now = staticmethod(time.time)
 
     def __repr__(self) -> str:
         return "SystemClock()"

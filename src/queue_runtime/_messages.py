@@ -1,52 +1,40 @@
 """What is sent (`Message`) and what is received (`ReceivedMessage`).
 
-Both are slotted, frozen dataclasses with no per-message validation on construction: the hot
-path stays cheap, and the rules are checked once, at send time, by `validate_message` with the
-limits of the adapter that sends it.
+Both are immutable named tuples with no validation on construction: the hot path stays cheap,
+and the rules are checked once, at send time, by `validate_message` with the limits of the
+adapter that sends it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Final
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Final, NamedTuple
 
 from ._errors import ValidationError
 from ._names import check_message_id, check_session_id, new_message_id
 
-__all__ = ["RESERVED_ATTRIBUTE_PREFIX", "Message", "ReceivedMessage", "validate_message"]
+__all__ = [
+    "RESERVED_ATTRIBUTE_PREFIX",
+    "Message",
+    "NO_ATTRIBUTES",
+    "ReceivedMessage",
+    "frozen_attributes",
+    "validate_message",
+]
 
 #: Attribute keys starting with this are reserved for queue-runtime's own use.
 RESERVED_ATTRIBUTE_PREFIX: Final = "qr-"
 _MAX_ATTRIBUTE_KEY = 256
+_ZERO: Final = timedelta(0)
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A message to send: bytes, an optional session, string attributes and routing data.
-
-    ``message_id`` is generated when absent and kept on retries of the same object, so a
-    provider's duplicate detection can recognise a re-sent message.
-    """
-
-    body: bytes
-    session_id: str | None = None
-    attributes: Mapping[str, str] = field(default_factory=dict)
-    correlation_id: str | None = None
-    message_id: str = field(default_factory=new_message_id)
-    time_to_live: timedelta | None = None
-    scheduled_enqueue_time: datetime | None = None
+#: The attributes of a message that has none (shared and read-only).
+NO_ATTRIBUTES: Final[Mapping[str, str]] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedMessage:
-    """A delivered message: the sent fields plus delivery data and an opaque settlement receipt.
-
-    Settle it by passing the object itself to ``complete_message``/``abandon_message``/
-    ``dead_letter_message`` of the client (or session) that received it.
-    """
-
+class _MessageFields(NamedTuple):
     body: bytes
     session_id: str | None
     attributes: Mapping[str, str]
@@ -54,27 +42,115 @@ class ReceivedMessage:
     message_id: str
     time_to_live: timedelta | None
     scheduled_enqueue_time: datetime | None
+
+
+class Message(_MessageFields):
+    """A message to send: bytes, an optional session, string attributes and routing data.
+
+    Immutable (a named tuple: cheap to build on the hot path). ``message_id`` is generated
+    when absent and kept on retries of the same object, so a provider's duplicate detection
+    recognises a re-sent message. The rules are checked when it is sent, against the limits
+    of the queue it is sent to.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        body: bytes,
+        session_id: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+        message_id: str | None = None,
+        time_to_live: timedelta | None = None,
+        scheduled_enqueue_time: datetime | None = None,
+    ) -> Message:
+        return _new_tuple(
+            cls,
+            (
+                body,
+                session_id,
+                NO_ATTRIBUTES if attributes is None else attributes,
+                correlation_id,
+                new_message_id() if message_id is None else message_id,
+                time_to_live,
+                scheduled_enqueue_time,
+            ),
+        )
+
+
+_new_tuple = tuple.__new__
+
+
+class ReceivedMessage(NamedTuple):
+    """A delivered message: the sent `Message` plus delivery data and an opaque receipt.
+
+    Every field of the sent message reads straight through (``received.body``,
+    ``received.session_id``, ...). Settle it by passing the object itself to
+    ``complete_message``/``abandon_message``/``dead_letter_message`` of the client (or
+    session) that received it.
+    """
+
+    #: The message as it was sent.
+    message: Message
     #: 1 on first delivery, incremented on each redelivery.
     delivery_count: int
-    enqueued_at: datetime
-    #: When the lock (for a session message: the session lock) lapses.
-    locked_until: datetime | None
+    #: When the message was enqueued, in epoch seconds (`enqueued_at` as a datetime).
+    enqueued_timestamp: float
+    #: When the lock (for a session message: the session lock) lapses, in epoch seconds.
+    locked_until_timestamp: float | None
     dead_letter_reason: str | None = None
     dead_letter_description: str | None = None
     #: The provider's ordering number within the queue, where it has one.
     sequence_number: int | None = None
     #: Opaque to callers: what the adapter needs to settle this delivery.
-    receipt: object = field(default=None, repr=False, compare=False)
+    receipt: object = None
+
+    @property
+    def body(self) -> bytes:
+        return self.message.body
+
+    @property
+    def session_id(self) -> str | None:
+        return self.message.session_id
+
+    @property
+    def attributes(self) -> Mapping[str, str]:
+        return self.message.attributes
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.message.correlation_id
+
+    @property
+    def message_id(self) -> str:
+        return self.message.message_id
+
+    @property
+    def time_to_live(self) -> timedelta | None:
+        return self.message.time_to_live
+
+    @property
+    def scheduled_enqueue_time(self) -> datetime | None:
+        return self.message.scheduled_enqueue_time
+
+    @property
+    def enqueued_at(self) -> datetime:
+        return datetime.fromtimestamp(self.enqueued_timestamp, UTC)
+
+    @property
+    def locked_until(self) -> datetime | None:
+        until = self.locked_until_timestamp
+        return None if until is None else datetime.fromtimestamp(until, UTC)
 
     def to_message(self) -> Message:
-        """A new `Message` with the same body, session, attributes and ids (for re-sending)."""
-        return Message(
-            self.body,
-            session_id=self.session_id,
-            attributes=dict(self.attributes),
-            correlation_id=self.correlation_id,
-            message_id=self.message_id,
-            time_to_live=self.time_to_live,
+        """The message as sent, for re-sending (same id, so duplicate detection applies)."""
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"ReceivedMessage(message_id={self.message_id!r}, session_id={self.session_id!r}, "
+            f"delivery_count={self.delivery_count}, body={self.body[:64]!r})"
         )
 
 
@@ -88,7 +164,7 @@ def validate_message(
 
     Raises `ValidationError` naming the first broken rule.
     """
-    if not isinstance(message, Message):
+    if type(message) is not Message:
         raise ValidationError(f"expected a Message, not {type(message).__name__}")
     body = message.body
     if type(body) is not bytes:
@@ -101,17 +177,23 @@ def validate_message(
         check_session_id(session_id)
     elif requires_session:
         raise ValidationError("this queue requires sessions: the message needs a session_id")
-    attributes = message.attributes
-    if attributes:
-        size += _attributes_size(attributes)
-    if message.correlation_id is not None:
-        correlation_id = message.correlation_id
-        if not isinstance(correlation_id, str) or len(correlation_id) > 128:
+    if message.attributes:
+        size += _attributes_size(message.attributes)
+    correlation_id = message.correlation_id
+    if correlation_id is not None:
+        if type(correlation_id) is not str or len(correlation_id) > 128:
             raise ValidationError("correlation_id must be a str of at most 128 characters")
         size += len(correlation_id)
-    check_message_id(message.message_id)
+    message_id = message.message_id
+    if not (
+        type(message_id) is str
+        and 0 < len(message_id) <= 128
+        and message_id.isascii()
+        and message_id.isprintable()
+    ):
+        check_message_id(message_id)
     ttl = message.time_to_live
-    if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
+    if ttl is not None and (type(ttl) is not timedelta or ttl <= _ZERO):
         raise ValidationError("time_to_live must be a positive timedelta")
     when = message.scheduled_enqueue_time
     if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
@@ -119,6 +201,11 @@ def validate_message(
     if size > max_size:
         raise ValidationError(f"message is {size} bytes; this queue takes at most {max_size}")
     return size
+
+
+def frozen_attributes(attributes: Mapping[str, str]) -> Mapping[str, str]:
+    """A read-only copy of ``attributes``, safe to share between sender, store and receivers."""
+    return MappingProxyType(dict(attributes))
 
 
 def _attributes_size(attributes: Mapping[str, str]) -> int:

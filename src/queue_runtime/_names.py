@@ -132,4 +132,4 @@ os.register_at_fork(after_in_child=_renew_id_source)
 
 def new_message_id() -> str:
     """A fresh, globally unique message id."""
-    return f"{_id_prefix}-{next(_id_counter):012x}"
+    return f"{_id_prefix}-{next(_id_counter)}"

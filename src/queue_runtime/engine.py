@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -33,7 +33,7 @@ from ._errors import (
     SessionLockLost,
     ValidationError,
 )
-from ._messages import Message
+from ._messages import Message, frozen_attributes, validate_message
 from ._names import DEAD_LETTER_SUFFIX
 
 __all__ = [
@@ -253,33 +253,69 @@ class QueueEngine:
 
     # -- sending -------------------------------------------------------------------------
 
+    def send(self, name: str, messages: Sequence[Message], now: float, max_size: int) -> None:
+        """Validate every message (all or none are stored), then store them in order."""
+        queue = self._queue(name)
+        requires_session = queue.settings.requires_session
+        for message in messages:
+            validate_message(message, max_size=max_size, requires_session=requires_session)
+        if (
+            len(messages) == 1
+            and not queue.is_dead_letter
+            and not requires_session
+            and not self._listeners
+            and queue.settings.default_message_ttl is None
+        ):
+            message = messages[0]
+            if (
+                not message.attributes
+                and message.time_to_live is None
+                and message.scheduled_enqueue_time is None
+            ):
+                # the common case: nothing to copy, schedule, expire or notify
+                queue.partition.fresh.append(
+                    StoredMessage(message, next(self._sequence), now, None)
+                )
+                return
+        self.enqueue(name, messages, now)
+
     def enqueue(self, name: str, messages: Iterable[Message], now: float) -> None:
         """Store already validated messages, in order."""
         queue = self._queue(name)
         if queue.is_dead_letter:
             raise ValidationError("messages cannot be sent to a dead-letter queue")
         default_ttl = queue.settings.default_message_ttl
+        plain = not queue.settings.requires_session
+        fresh = queue.partition.fresh
+        sequence = self._sequence
         touched: set[str | None] = set()
         for message in messages:
+            if message.attributes:
+                # the sender's mapping may change after sending; what we store must not
+                message = message._replace(attributes=frozen_attributes(message.attributes))
+            enqueued_at = now
+            when = message.scheduled_enqueue_time
+            if when is not None and when.timestamp() > now:
+                enqueued_at = when.timestamp()
             ttl = message.time_to_live
             ttl_seconds = ttl.total_seconds() if ttl is not None else default_ttl
-            if message.attributes:
-                # the caller's dict may change after sending; ours must not
-                message = _with_attributes(message, dict(message.attributes))
-            when = message.scheduled_enqueue_time
-            enqueued_at = when.timestamp() if when is not None and when.timestamp() > now else now
             stored = StoredMessage(
                 message,
-                next(self._sequence),
+                next(sequence),
                 enqueued_at,
                 None if ttl_seconds is None else enqueued_at + ttl_seconds,
             )
             if enqueued_at > now:
                 heapq.heappush(queue.scheduled, (enqueued_at, stored.sequence_number, stored))
+            elif plain:
+                fresh.append(stored)
             else:
                 touched.add(self._make_available(queue, stored, fresh=True))
-        for session_id in touched:
-            self._notify(queue, session_id)
+        if self._listeners:
+            if plain and fresh:
+                touched.add(None)
+            for session_id in touched:
+                self._notify(queue, session_id)
 
     def _make_available(self, queue: _Queue, stored: StoredMessage, *, fresh: bool) -> str | None:
         """File a message as deliverable; returns its session id (None outside sessions)."""
@@ -361,24 +397,30 @@ class QueueEngine:
         session: _Session | None = None,
     ) -> list[StoredMessage]:
         delivered: list[StoredMessage] = []
+        spendable = not queue.is_dead_letter
         max_count = queue.settings.max_delivery_count
+        fresh, returned = partition.fresh, partition.returned
+        locked, tokens = queue.locked, self._tokens
         while len(delivered) < max_messages:
-            stored = partition.pop()
-            if stored is None:
+            if returned and (not fresh or returned[0][0] < fresh[0].sequence_number):
+                stored = heapq.heappop(returned)[1]
+            elif fresh:
+                stored = fresh.popleft()
+            else:
                 break
             if stored.expires_at is not None and stored.expires_at <= now:
                 self._expire(queue, stored)
                 continue
-            if stored.delivery_count >= max_count and not queue.is_dead_letter:
+            if spendable and stored.delivery_count >= max_count:
                 self._to_dead_letter(
                     queue, stored, MAX_DELIVERY_COUNT_EXCEEDED, _max_delivery_text(stored)
                 )
                 continue
-            token = next(self._tokens)
+            token = next(tokens)
             stored.delivery_count += 1
             stored.lock_token = token
             stored.locked_until = locked_until
-            queue.locked[token] = stored
+            locked[token] = stored
             if session is None:
                 queue.lock_expiry.append((locked_until, token))
             else:
@@ -389,8 +431,16 @@ class QueueEngine:
     # -- settling ------------------------------------------------------------------------
 
     def complete(self, name: str, token: int, now: float) -> None:
-        queue = self._queue(name)
-        stored = self._take_locked(queue, token, now)
+        queue = self._queues.get(name) or self._queue(name)
+        stored = queue.locked.get(token)
+        if (
+            stored is not None
+            and stored.locked_until > now
+            and (queue.is_dead_letter or not queue.settings.requires_session)
+        ):
+            del queue.locked[token]  # the common case, without the checks of _take_locked
+        else:
+            stored = self._take_locked(queue, token, now)
         stored.lock_token = 0
         queue.completed += 1
 
@@ -616,18 +666,6 @@ class QueueEngine:
             (s for p in partitions for s in p), key=lambda stored: stored.sequence_number
         )
         return merged[:max_messages]
-
-
-def _with_attributes(message: Message, attributes: dict[str, str]) -> Message:
-    return Message(
-        message.body,
-        session_id=message.session_id,
-        attributes=attributes,
-        correlation_id=message.correlation_id,
-        message_id=message.message_id,
-        time_to_live=message.time_to_live,
-        scheduled_enqueue_time=message.scheduled_enqueue_time,
-    )
 
 
 def _max_delivery_text(stored: StoredMessage) -> str:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
-from .._arguments import check_max_messages, check_received, queue_name, timeout_seconds
+from .._arguments import check_max_messages, queue_name, timeout_seconds
 from .._capabilities import Capabilities
 from .._clock import Clock, ManualClock, SystemClock, to_datetime, to_seconds
 from .._errors import ClientClosed, SessionLockLost, ValidationError
-from .._messages import Message, ReceivedMessage, validate_message
+from .._messages import Message, ReceivedMessage
 from .._names import MessageId, QueueName, SessionId
 from .._waiting import Waiters
 from ..config import InMemoryConfig
@@ -48,14 +48,9 @@ def shared_engine(name: str) -> QueueEngine:
         return engine
 
 
-class _Receipt:
-    __slots__ = ("engine", "lease_token", "queue", "token")
-
-    def __init__(self, engine: QueueEngine, queue: str, token: int, lease_token: int) -> None:
-        self.engine = engine
-        self.queue = queue
-        self.token = token
-        self.lease_token = lease_token
+# A receipt is (engine, queue name, lock token, session lease token or 0): a plain tuple, as
+# it is built for every delivery.
+_Receipt = tuple[QueueEngine, str, int, int]
 
 
 class InMemoryQueueClient(QueueClient):
@@ -86,6 +81,7 @@ class InMemoryQueueClient(QueueClient):
         self._sessions: set[InMemorySessionClient] = set()
         self._state = "new"
         self._unsubscribe: list[object] = []
+        self._stop_listening: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"InMemoryQueueClient(state={self._state!r}, clock={self._clock!r})"
@@ -107,7 +103,6 @@ class InMemoryQueueClient(QueueClient):
             return
         if self._state == "closed":
             raise ClientClosed("this client was closed; create a new one")
-        self._unsubscribe.append(self._engine.subscribe(self._on_available))
         if isinstance(self._clock, ManualClock):
             self._unsubscribe.append(self._clock.subscribe(self._waiters.notify_all))
         self._state = "open"
@@ -133,12 +128,26 @@ class InMemoryQueueClient(QueueClient):
 
     def _on_available(self, queue: str, session_id: str | None) -> None:
         waiters = self._waiters
-        if waiters:
-            if session_id is None:
-                waiters.notify(queue)
-            else:
-                waiters.notify((queue, session_id))
-                waiters.notify((queue, _ACCEPT))
+        if session_id is None:
+            waiters.notify(queue)
+        else:
+            waiters.notify((queue, session_id))
+            waiters.notify((queue, _ACCEPT))
+
+    async def _wait(self, key: object, timeout: float) -> None:
+        """Park until the engine reports availability for ``key`` or ``timeout`` passes.
+
+        The client listens to the engine only while something waits, so sending and
+        receiving without waiters pays nothing for notifications.
+        """
+        if not self._waiters:
+            self._stop_listening = self._engine.subscribe(self._on_available)
+        try:
+            await self._wait(key, timeout)
+        finally:
+            if not self._waiters and self._stop_listening is not None:
+                self._stop_listening()
+                self._stop_listening = None
 
     # -- administration ------------------------------------------------------------------
 
@@ -183,25 +192,18 @@ class InMemoryQueueClient(QueueClient):
     # -- sending -------------------------------------------------------------------------
 
     async def send_message(self, queue: QueueName | str, message: Message) -> MessageId:
-        self._check_open()
-        name = queue_name(queue)
-        settings = self._engine.settings(name)
-        validate_message(
-            message, max_size=self._max_size, requires_session=settings.requires_session
-        )
-        self._engine.enqueue(name, (message,), self._clock.now())
+        if self._state != "open":
+            self._check_open()
+        self._engine.send(queue_name(queue), (message,), self._clock.now(), self._max_size)
         return str.__new__(MessageId, message.message_id)
 
     async def send_messages(
         self, queue: QueueName | str, messages: Sequence[Message]
     ) -> list[MessageId]:
         self._check_open()
-        name = queue_name(queue)
-        requires_session = self._engine.settings(name).requires_session
-        max_size = self._max_size
-        for message in messages:
-            validate_message(message, max_size=max_size, requires_session=requires_session)
-        self._engine.enqueue(name, messages, self._clock.now())
+        if not isinstance(messages, Sequence):
+            raise ValidationError("send_messages takes a sequence of Message")
+        self._engine.send(queue_name(queue), messages, self._clock.now(), self._max_size)
         return [str.__new__(MessageId, m.message_id) for m in messages]
 
     # -- receiving -----------------------------------------------------------------------
@@ -231,47 +233,49 @@ class InMemoryQueueClient(QueueClient):
                 remaining = loop_deadline - _loop_time()
                 if remaining <= 0:
                     break
-                await self._waiters.wait(name, _until_due(engine.next_due(name), clock, remaining))
+                await self._wait(name, _until_due(engine.next_due(name), clock, remaining))
                 self._check_open()
                 stored = engine.receive(name, max_messages, clock.now())
-        return [self._deliver(name, s, 0) for s in stored]
+        return self._deliver(name, stored, 0)
 
-    def _deliver(self, queue: str, stored: StoredMessage, lease_token: int) -> ReceivedMessage:
-        m = stored.message
-        return ReceivedMessage(
-            m.body,
-            m.session_id,
-            dict(m.attributes) if m.attributes else {},
-            m.correlation_id,
-            m.message_id,
-            m.time_to_live,
-            m.scheduled_enqueue_time,
-            stored.delivery_count,
-            to_datetime(stored.enqueued_at),
-            to_datetime(stored.locked_until),
-            stored.dead_letter_reason,
-            stored.dead_letter_description,
-            stored.sequence_number,
-            _Receipt(self._engine, queue, stored.lock_token, lease_token),
-        )
+    def _deliver(
+        self, queue: str, stored: list[StoredMessage], lease_token: int
+    ) -> list[ReceivedMessage]:
+        engine = self._engine
+        return [
+            ReceivedMessage(
+                s.message,
+                s.delivery_count,
+                s.enqueued_at,
+                s.locked_until,
+                s.dead_letter_reason,
+                s.dead_letter_description,
+                s.sequence_number,
+                (engine, queue, s.lock_token, lease_token),
+            )
+            for s in stored
+        ]
 
     # -- settling ------------------------------------------------------------------------
 
     def _receipt(self, message: ReceivedMessage) -> _Receipt:
+        receipt = getattr(message, "receipt", None)
+        if type(receipt) is tuple and receipt[0] is self._engine and self._state == "open":
+            return receipt
         self._check_open()
-        receipt = check_received(message, _Receipt)
-        assert isinstance(receipt, _Receipt)
-        if receipt.engine is not self._engine:
-            raise ValidationError("this message was received from another broker")
-        return receipt
+        if not isinstance(message, ReceivedMessage):
+            raise ValidationError(f"expected a ReceivedMessage, not {type(message).__name__}")
+        raise ValidationError("this message was not received through this client's broker")
 
     async def complete_message(self, message: ReceivedMessage) -> None:
-        receipt = self._receipt(message)
-        self._engine.complete(receipt.queue, receipt.token, self._clock.now())
+        receipt = message.receipt if type(message) is ReceivedMessage else None
+        if type(receipt) is not tuple or receipt[0] is not self._engine or self._state != "open":
+            receipt = self._receipt(message)
+        self._engine.complete(receipt[1], receipt[2], self._clock.now())
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
         receipt = self._receipt(message)
-        self._engine.abandon(receipt.queue, receipt.token, self._clock.now())
+        self._engine.abandon(receipt[1], receipt[2], self._clock.now())
 
     async def dead_letter_message(
         self,
@@ -282,13 +286,11 @@ class InMemoryQueueClient(QueueClient):
     ) -> None:
         receipt = self._receipt(message)
         _check_reason(reason, description)
-        self._engine.dead_letter(
-            receipt.queue, receipt.token, reason, description, self._clock.now()
-        )
+        self._engine.dead_letter(receipt[1], receipt[2], reason, description, self._clock.now())
 
     async def renew_message_lock(self, message: ReceivedMessage) -> datetime:
         receipt = self._receipt(message)
-        return to_datetime(self._engine.renew_lock(receipt.queue, receipt.token, self._clock.now()))
+        return to_datetime(self._engine.renew_lock(receipt[1], receipt[2], self._clock.now()))
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -313,7 +315,7 @@ class InMemoryQueueClient(QueueClient):
                 if remaining <= 0:
                     return None
                 key = (name, _ACCEPT)
-                await self._waiters.wait(key, _until_due(engine.next_due(name), clock, remaining))
+                await self._wait(key, _until_due(engine.next_due(name), clock, remaining))
                 self._check_open()
                 lease = engine.accept_session(name, None, clock.now())
         assert lease is not None
@@ -374,25 +376,25 @@ class InMemorySessionClient(SessionClient):
                     break
                 # wake by the lease's expiry at the latest, so a lapsed lock is reported
                 due = min(self._locked_until, engine.next_due(lease.queue) or self._locked_until)
-                await client._waiters.wait(key, _until_due(due, clock, remaining))
+                await client._wait(key, _until_due(due, clock, remaining))
                 lease = self._check()
                 stored = engine.session_receive(lease, max_messages, clock.now())
-        return [client._deliver(lease.queue, s, lease.token) for s in stored]
+        return client._deliver(lease.queue, stored, lease.token)
 
     def _receipt(self, message: ReceivedMessage) -> _Receipt:
         receipt = self._client._receipt(message)
-        if receipt.lease_token != self._lease.token:
+        if receipt[3] != self._lease.token:
             raise ValidationError("this message was not received through this session")
         self._check()
         return receipt
 
     async def complete_message(self, message: ReceivedMessage) -> None:
         receipt = self._receipt(message)
-        self._engine.complete(receipt.queue, receipt.token, self._clock.now())
+        self._engine.complete(receipt[1], receipt[2], self._clock.now())
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
         receipt = self._receipt(message)
-        self._engine.abandon(receipt.queue, receipt.token, self._clock.now())
+        self._engine.abandon(receipt[1], receipt[2], self._clock.now())
 
     async def dead_letter_message(
         self,
@@ -403,9 +405,7 @@ class InMemorySessionClient(SessionClient):
     ) -> None:
         receipt = self._receipt(message)
         _check_reason(reason, description)
-        self._engine.dead_letter(
-            receipt.queue, receipt.token, reason, description, self._clock.now()
-        )
+        self._engine.dead_letter(receipt[1], receipt[2], reason, description, self._clock.now())
 
     async def renew_session_lock(self) -> datetime:
         lease = self._check()
