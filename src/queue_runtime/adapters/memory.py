@@ -143,7 +143,7 @@ class InMemoryQueueClient(QueueClient):
         if not self._waiters:
             self._stop_listening = self._engine.subscribe(self._on_available)
         try:
-            await self._wait(key, timeout)
+            await self._waiters.wait(key, timeout)
         finally:
             if not self._waiters and self._stop_listening is not None:
                 self._stop_listening()
