@@ -140,7 +140,12 @@ class QueueConfig(_Model):
         env = os.environ if environ is None else environ
         settings: dict[str, Any] = {}
         if timeout := env.get("QUEUE_RUNTIME_DEFAULT_TIMEOUT"):
-            settings["default_timeout"] = timeout
+            try:
+                settings["default_timeout"] = float(timeout)
+            except ValueError:
+                raise ConfigurationError(
+                    f"QUEUE_RUNTIME_DEFAULT_TIMEOUT must be seconds, not {timeout!r}"
+                ) from None
         return cls.from_url(env.get(URL_ENV_VAR) or "memory://", **settings)
 
 

@@ -509,6 +509,7 @@ class QueueEngine:
         dlq = queue.dead_letter
         assert dlq is not None
         stored.lock_token = 0
+        stored.expires_at = None  # a dead letter waits for someone to look at it
         stored.dead_letter_reason = reason
         stored.dead_letter_description = description
         dlq.partition.put_back(stored)
