@@ -255,7 +255,7 @@ class QueueEngine:
 
     def send(self, name: str, messages: Sequence[Message], now: float, max_size: int) -> None:
         """Validate every message (all or none are stored), then store them in order."""
-        queue = self._queue(name)
+        queue = self._queues.get(name) or self._queue(name)
         requires_session = queue.settings.requires_session
         for message in messages:
             validate_message(message, max_size=max_size, requires_session=requires_session)
@@ -376,7 +376,7 @@ class QueueEngine:
 
     def receive(self, name: str, max_messages: int, now: float) -> list[StoredMessage]:
         """Lock and return up to ``max_messages`` available messages (none: empty list)."""
-        queue = self._queue(name)
+        queue = self._queues.get(name) or self._queue(name)
         if queue.settings.requires_session:
             raise ValidationError(
                 f"queue {name!r} requires sessions: use accept_session to receive from it"

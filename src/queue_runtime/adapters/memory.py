@@ -34,6 +34,7 @@ from ..ports import (
 __all__ = ["InMemoryQueueClient", "InMemorySessionClient", "shared_engine"]
 
 _DEFAULT_TIMEOUT: Final = 30.0
+_new_tuple = tuple.__new__
 _ACCEPT: Final = object()  # waiters for "next available session"
 _shared_lock = threading.Lock()
 _shared_engines: dict[str, QueueEngine] = {}
@@ -222,7 +223,8 @@ class InMemoryQueueClient(QueueClient):
     async def _receive(
         self, queue: QueueName | str, max_messages: int, timeout: Timeout
     ) -> list[ReceivedMessage]:
-        self._check_open()
+        if self._state != "open":
+            self._check_open()
         name = queue_name(queue)
         wait = timeout_seconds(timeout, self._default_timeout)
         engine, clock = self._engine, self._clock
@@ -242,16 +244,20 @@ class InMemoryQueueClient(QueueClient):
         self, queue: str, stored: list[StoredMessage], lease_token: int
     ) -> list[ReceivedMessage]:
         engine = self._engine
+        # tuple.__new__ directly: the named tuple's own __new__ is one more Python call
         return [
-            ReceivedMessage(
-                s.message,
-                s.delivery_count,
-                s.enqueued_at,
-                s.locked_until,
-                s.dead_letter_reason,
-                s.dead_letter_description,
-                s.sequence_number,
-                (engine, queue, s.lock_token, lease_token),
+            _new_tuple(
+                ReceivedMessage,
+                (
+                    s.message,
+                    s.delivery_count,
+                    s.enqueued_at,
+                    s.locked_until,
+                    s.dead_letter_reason,
+                    s.dead_letter_description,
+                    s.sequence_number,
+                    (engine, queue, s.lock_token, lease_token),
+                ),
             )
             for s in stored
         ]
@@ -304,10 +310,11 @@ class InMemoryQueueClient(QueueClient):
         self._check_open()
         name = queue_name(queue)
         engine, clock = self._engine, self._clock
+        # checked even where unused (a named accept never waits): bad input is refused
+        wait = timeout_seconds(timeout, self._default_timeout)
         if session_id is not None:
             lease = engine.accept_session(name, SessionId(session_id), clock.now())
         else:
-            wait = timeout_seconds(timeout, self._default_timeout)
             lease = engine.accept_session(name, None, clock.now())
             loop_deadline = _loop_time() + wait
             while lease is None:
