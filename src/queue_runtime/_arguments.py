@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from ._clock import to_seconds
 from ._errors import ValidationError
 from ._messages import ReceivedMessage
 from ._names import QueueName
+from .engine import QueueSettings
 
-__all__ = ["check_max_messages", "check_received", "queue_name", "timeout_seconds"]
+__all__ = [
+    "check_dead_letter_reason",
+    "check_max_messages",
+    "check_received",
+    "queue_name",
+    "queue_settings",
+    "timeout_seconds",
+]
+
+#: Longest dead-letter reason or description, in characters.
+MAX_DEAD_LETTER_TEXT = 4096
 
 
 def queue_name(queue: QueueName | str) -> QueueName:
@@ -47,3 +59,35 @@ def check_received(message: object, receipt_type: type[object]) -> object:
     if not isinstance(receipt, receipt_type):
         raise ValidationError("this message was not received through this adapter")
     return receipt
+
+
+def queue_settings(
+    *,
+    requires_session: bool,
+    max_delivery_count: int,
+    lock_duration: float | timedelta,
+    default_message_ttl: float | timedelta | None,
+    dead_letter_on_expiration: bool,
+) -> QueueSettings:
+    """`QueueSettings` from ``create_queue``'s arguments (validated)."""
+    if isinstance(max_delivery_count, bool) or not isinstance(max_delivery_count, int):
+        raise ValidationError("max_delivery_count must be an int")
+    return QueueSettings(
+        requires_session=bool(requires_session),
+        max_delivery_count=max_delivery_count,
+        lock_duration=to_seconds(lock_duration),
+        default_message_ttl=None
+        if default_message_ttl is None
+        else to_seconds(default_message_ttl),
+        dead_letter_on_expiration=bool(dead_letter_on_expiration),
+    )
+
+
+def check_dead_letter_reason(reason: str | None, description: str | None) -> None:
+    """Dead-letter ``reason`` and ``description``: each ``None`` or a str of at most 4096
+    characters, else a `ValidationError`."""
+    for name, value in (("reason", reason), ("description", description)):
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_DEAD_LETTER_TEXT):
+            raise ValidationError(
+                f"dead-letter {name} must be a str of at most {MAX_DEAD_LETTER_TEXT} characters"
+            )

@@ -14,7 +14,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
-from .._arguments import check_max_messages, queue_name, timeout_seconds
+from .._arguments import (
+    check_dead_letter_reason,
+    check_max_messages,
+    queue_name,
+    queue_settings,
+    timeout_seconds,
+)
 from .._capabilities import Capabilities
 from .._clock import Clock, ManualClock, SystemClock, to_datetime, to_seconds
 from .._errors import ClientClosed, SessionLockLost, ValidationError
@@ -22,7 +28,7 @@ from .._messages import Message, ReceivedMessage
 from .._names import MessageId, QueueName, SessionId
 from .._waiting import Waiters
 from ..config import InMemoryConfig
-from ..engine import QueueEngine, QueueSettings, QueueStatistics, SessionLease, StoredMessage
+from ..engine import QueueEngine, QueueStatistics, SessionLease, StoredMessage
 from ..ports import (
     DEFAULT_LOCK_DURATION,
     DEFAULT_MAX_DELIVERY_COUNT,
@@ -291,7 +297,7 @@ class InMemoryQueueClient(QueueClient):
         description: str | None = None,
     ) -> None:
         receipt = self._receipt(message)
-        _check_reason(reason, description)
+        check_dead_letter_reason(reason, description)
         self._engine.dead_letter(receipt[1], receipt[2], reason, description, self._clock.now())
 
     async def renew_message_lock(self, message: ReceivedMessage) -> datetime:
@@ -411,7 +417,7 @@ class InMemorySessionClient(SessionClient):
         description: str | None = None,
     ) -> None:
         receipt = self._receipt(message)
-        _check_reason(reason, description)
+        check_dead_letter_reason(reason, description)
         self._engine.dead_letter(receipt[1], receipt[2], reason, description, self._clock.now())
 
     async def renew_session_lock(self) -> datetime:
@@ -435,34 +441,6 @@ class InMemorySessionClient(SessionClient):
         self._closed = True
         self._client._sessions.discard(self)
         self._engine.release_session(self._lease, self._clock.now())
-
-
-def queue_settings(
-    *,
-    requires_session: bool,
-    max_delivery_count: int,
-    lock_duration: float | timedelta,
-    default_message_ttl: float | timedelta | None,
-    dead_letter_on_expiration: bool,
-) -> QueueSettings:
-    """`QueueSettings` from ``create_queue``'s arguments (validated)."""
-    if isinstance(max_delivery_count, bool) or not isinstance(max_delivery_count, int):
-        raise ValidationError("max_delivery_count must be an int")
-    return QueueSettings(
-        requires_session=bool(requires_session),
-        max_delivery_count=max_delivery_count,
-        lock_duration=to_seconds(lock_duration),
-        default_message_ttl=None
-        if default_message_ttl is None
-        else to_seconds(default_message_ttl),
-        dead_letter_on_expiration=bool(dead_letter_on_expiration),
-    )
-
-
-def _check_reason(reason: str | None, description: str | None) -> None:
-    for name, value in (("reason", reason), ("description", description)):
-        if value is not None and (not isinstance(value, str) or len(value) > 4096):
-            raise ValidationError(f"dead-letter {name} must be a str of at most 4096 characters")
 
 
 def _loop_time() -> float:
