@@ -30,6 +30,8 @@ class ContractTarget:
     short_lock: timedelta = timedelta(seconds=2)
     #: How long the suite waits for a message it expects to be there.
     receive_timeout: float = 5.0
+    #: How long the suite waits when it expects *nothing* (keep it short on real servers).
+    quiet_timeout: float = 0.5
     #: Free-form notes, e.g. what the target stands in for.
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -51,4 +53,5 @@ def memory_target() -> ContractTarget:
         advance=advance,
         short_lock=timedelta(seconds=30),
         receive_timeout=1.0,
+        quiet_timeout=0.0,
     )
