@@ -22,6 +22,10 @@ def _memory(request: pytest.FixtureRequest) -> ContractTarget:
     return memory_target()
 
 
+def _memory_realtime(request: pytest.FixtureRequest) -> ContractTarget:
+    return memory_target(realtime=True)
+
+
 def _sqs(request: pytest.FixtureRequest) -> ContractTarget:
     """The SQS adapter against moto's server over HTTP (started by ``moto_server``)."""
     endpoint = request.getfixturevalue("moto_server")
@@ -49,6 +53,7 @@ def _sqs(request: pytest.FixtureRequest) -> ContractTarget:
 #: name -> factory of the target; each becomes a parametrization of ``contract_target``.
 TARGET_FACTORIES: dict[str, TargetFactory] = {
     "memory": _memory,
+    "memory-realtime": _memory_realtime,
     "sqs": _sqs,
 }
 

@@ -36,12 +36,25 @@ class ContractTarget:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def memory_target() -> ContractTarget:
-    """The in-memory adapter on a manual clock: lock expiry is tested without sleeping."""
+def memory_target(*, realtime: bool = False) -> ContractTarget:
+    """The in-memory adapter on a manual clock: lock expiry is tested without sleeping.
+
+    ``realtime=True`` runs it on the system clock with one-second locks instead, the way an
+    application meets it, so the real-time waiting paths are proven too.
+    """
     from ..adapters.memory import InMemoryQueueClient
 
-    clock = ManualClock()
     engine = QueueEngine()
+    if realtime:
+        return ContractTarget(
+            name="memory-realtime",
+            make_client=lambda: InMemoryQueueClient(engine=engine),
+            advance=asyncio.sleep,
+            short_lock=timedelta(seconds=1),
+            receive_timeout=1.0,
+            quiet_timeout=0.05,
+        )
+    clock = ManualClock()
 
     async def advance(seconds: float) -> None:
         clock.advance(seconds)
