@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -183,6 +184,8 @@ class SqsQueueClient(QueueClient):
         self._touched: dict[tuple[str, str], QueueState] = {}
         self._sessions: set[SqsSessionClient] = set()
         self._keeper: asyncio.Task[None] | None = None
+        #: Set when aclose starts: a poll finishing later gives its messages straight back.
+        self._closing = False
 
     def __repr__(self) -> str:
         # the config's repr hides its secrets
@@ -224,7 +227,8 @@ class SqsQueueClient(QueueClient):
                 aws_access_key_id=config.access_key_id,
                 aws_secret_access_key=_secret(config.secret_access_key),
                 aws_session_token=_secret(config.session_token),
-                region_name=config.region,
+                # AWS_REGION, which other AWS SDKs read first, before boto3's own chain
+                region_name=config.region or os.environ.get("AWS_REGION") or None,
                 profile_name=config.profile,
             )
             if session.get_credentials() is None:
@@ -247,6 +251,7 @@ class SqsQueueClient(QueueClient):
         if self._state != "open":
             self._state = "closed"
             return
+        self._closing = True
         for session in list(self._sessions):
             await session.close()
         if self._keeper is not None:
@@ -725,6 +730,25 @@ class SqsQueueClient(QueueClient):
             decode(raw, dead_letter_queue=dead_letter) for raw in response.get("Messages") or ()
         ]
         state.deposit(received, start, start_wall, self)
+        if self._closing:
+            # the client is closing and keeps nothing: back to SQS with them, in order
+            released = state.release_all(self)
+            with contextlib.suppress(QueueError, RuntimeError):
+                for first in range(0, len(released), MAX_BATCH):
+                    self._invoke(
+                        "ChangeMessageVisibilityBatch",
+                        {
+                            "QueueUrl": url,
+                            "Entries": [
+                                {
+                                    "Id": str(i),
+                                    "ReceiptHandle": entry.incoming.receipt_handle,
+                                    "VisibilityTimeout": 0,
+                                }
+                                for i, entry in enumerate(released[first : first + MAX_BATCH])
+                            ],
+                        },
+                    )
 
     async def _dispose(
         self, info: _QueueInfo, state: QueueState, url: str, doomed: _Doomed
