@@ -433,11 +433,16 @@ class SqsQueueClient(QueueClient):
         info = await self._info(name)
         self._queues.pop(name, None)
         await self._call("DeleteQueue", QueueUrl=info.url)
-        forget_state(self._endpoint, info.url)
+        self._forget(info.url)
         if info.dead_letter_url is not None:
             with contextlib.suppress(QueueNotFound):
                 await self._call("DeleteQueue", QueueUrl=info.dead_letter_url)
-            forget_state(self._endpoint, info.dead_letter_url)
+            self._forget(info.dead_letter_url)
+
+    def _forget(self, url: str) -> None:
+        """Drop what the process holds of a deleted queue."""
+        self._touched.pop((self._endpoint, url), None)
+        forget_state(self._endpoint, url)
 
     async def _info(self, name: QueueName) -> _QueueInfo:
         """``name``'s queue (for a dead-letter queue: its parent's), looked up once."""
