@@ -1072,23 +1072,27 @@ class SqsQueueClient(QueueClient):
         state = info.state
         wait = timeout_seconds(timeout, self._default_timeout)
         loop = asyncio.get_running_loop()
-        # a wait outliving the lease ends with it (loop time is monotonic time)
-        deadline = min(loop.time() + wait, lease.until)
-        entries = await self._await(
-            info,
-            state,
-            info.url,
-            False,
-            lambda: _something(state.take_session(lease, max_messages)),
-            poll_max=MAX_BATCH,
-            deadline=deadline,
-        )
-        if not entries:
+        deadline = loop.time() + wait
+        while True:
+            # a wait outliving the lease ends with it (loop time is monotonic time); a renewal
+            # meanwhile lets it go on
+            until = lease.until
+            entries = await self._await(
+                info,
+                state,
+                info.url,
+                False,
+                lambda: _something(state.take_session(lease, max_messages)),
+                poll_max=MAX_BATCH,
+                deadline=min(deadline, until),
+            )
+            if entries:
+                return [self._received(info, state, info.url, False, e) for e in entries]
             session._check()
             if lease.until - time.monotonic() < 0.01:
                 raise SessionLockLost(f"the lock on session {lease.session_id!r} expired")
-            return []
-        return [self._received(info, state, info.url, False, entry) for entry in entries]
+            if lease.until == until or loop.time() >= deadline:
+                return []
 
     async def _renew_session(self, session: SqsSessionClient) -> datetime:
         lease = session._check()
