@@ -181,8 +181,12 @@ def validate_message(
         size += _attributes_size(message.attributes)
     correlation_id = message.correlation_id
     if correlation_id is not None:
-        if type(correlation_id) is not str or len(correlation_id) > 128:
-            raise ValidationError("correlation_id must be a str of at most 128 characters")
+        if (
+            type(correlation_id) is not str
+            or len(correlation_id) > 128
+            or not correlation_id.isprintable()
+        ):
+            raise ValidationError("correlation_id must be at most 128 printable characters")
         size += len(correlation_id)
     message_id = message.message_id
     if not (
@@ -219,5 +223,10 @@ def _attributes_size(attributes: Mapping[str, str]) -> int:
             raise ValidationError(f"attribute key {key!r}: keys starting 'qr-' are reserved")
         if not isinstance(value, str):
             raise ValidationError(f"attribute {key!r}: value must be a str")
-        size += len(key.encode()) + len(value.encode())
+        try:
+            size += len(key.encode()) + len(value.encode())
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"attribute {key!r}: keys and values must be encodable as UTF-8"
+            ) from None
     return size

@@ -54,6 +54,9 @@ def test_size_limit_is_exact() -> None:
         qr.Message(b"x", attributes={"k": 1}),  # type: ignore[dict-item]
         qr.Message(b"x", attributes=[("k", "v")]),  # type: ignore[arg-type]
         qr.Message(b"x", correlation_id="c" * 129),
+        qr.Message(b"x", correlation_id="lone \udc80 surrogate"),
+        qr.Message(b"x", attributes={"k": "lone \udc80 surrogate"}),
+        qr.Message(b"x", attributes={"\ud800": "v"}),
         qr.Message(b"x", message_id=""),
         qr.Message(b"x", time_to_live=timedelta(0)),
         qr.Message(b"x", time_to_live=5),  # type: ignore[arg-type]

@@ -23,7 +23,8 @@ from .._arguments import (
 )
 from .._capabilities import Capabilities
 from .._clock import Clock, ManualClock, SystemClock, to_datetime, to_seconds
-from .._errors import ClientClosed, SessionLockLost, ValidationError
+from .._errors import SessionLockLost, ValidationError
+from .._lifecycle import ClientLifecycle
 from .._messages import Message, ReceivedMessage
 from .._names import MessageId, QueueName, SessionId
 from .._waiting import Waiters
@@ -60,7 +61,7 @@ def shared_engine(name: str) -> QueueEngine:
 _Receipt = tuple[QueueEngine, str, int, int]
 
 
-class InMemoryQueueClient(QueueClient):
+class InMemoryQueueClient(ClientLifecycle, QueueClient):
     """Queues in this process's memory, with the strictest semantics of the contract.
 
     ``clock`` decides when locks, TTLs and schedules fall due: pass a `ManualClock` and call
@@ -86,7 +87,6 @@ class InMemoryQueueClient(QueueClient):
         self._capabilities = Capabilities(max_message_size=self._max_size)
         self._waiters = Waiters()
         self._sessions: set[InMemorySessionClient] = set()
-        self._state = "new"
         self._unsubscribe: list[object] = []
         self._stop_listening: Callable[[], None] | None = None
 
@@ -106,10 +106,8 @@ class InMemoryQueueClient(QueueClient):
         return self._engine
 
     async def open(self) -> None:
-        if self._state == "open":
+        if not self._needs_open():
             return
-        if self._state == "closed":
-            raise ClientClosed("this client was closed; create a new one")
         if isinstance(self._clock, ManualClock):
             self._unsubscribe.append(self._clock.subscribe(self._waiters.notify_all))
         self._state = "open"
@@ -124,14 +122,6 @@ class InMemoryQueueClient(QueueClient):
             unsubscribe()  # type: ignore[operator]
         self._state = "closed"
         self._waiters.notify_all()
-
-    def _check_open(self) -> None:
-        if self._state != "open":
-            raise ClientClosed(
-                "the client is closed"
-                if self._state == "closed"
-                else "the client is not open: use 'async with client:' or 'await client.open()'"
-            )
 
     def _on_available(self, queue: str, session_id: str | None) -> None:
         waiters = self._waiters

@@ -46,6 +46,7 @@ from ..._errors import (
     UnsupportedOperation,
     ValidationError,
 )
+from ..._lifecycle import ClientLifecycle
 from ..._messages import Message, ReceivedMessage, validate_message
 from ..._names import MessageId, QueueName, check_session_id
 from ...config import AwsSqsConfig
@@ -145,7 +146,7 @@ class _Receipt:
         self.lease = entry.lease
 
 
-class SqsQueueClient(QueueClient):
+class SqsQueueClient(ClientLifecycle, QueueClient):
     """Queues on Amazon SQS: session queues are FIFO queues, sessions their message groups.
 
     ``config`` names the region, credentials and endpoint; whatever it leaves unset comes
@@ -176,7 +177,6 @@ class SqsQueueClient(QueueClient):
             durable=True,
             max_message_size=self._max_size - METADATA_RESERVE,
         )
-        self._state = "new"
         self._sqs: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._endpoint = ""
@@ -202,10 +202,8 @@ class SqsQueueClient(QueueClient):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._state == "open":
+        if not self._needs_open():
             return
-        if self._state == "closed":
-            raise ClientClosed("this client was closed; create a new one")
         executor = ThreadPoolExecutor(
             max_workers=self._config.max_workers, thread_name_prefix="queue-runtime-sqs"
         )
@@ -304,14 +302,6 @@ class SqsQueueClient(QueueClient):
                         state.extended(kept, start, start_wall, seconds)
                     if release:
                         await self._set_visibility(url, release, 0)
-
-    def _check_open(self) -> None:
-        if self._state != "open":
-            raise ClientClosed(
-                "the client is closed"
-                if self._state == "closed"
-                else "the client is not open: use 'async with client:' or 'await client.open()'"
-            )
 
     # -- calling SQS --------------------------------------------------------------------------
 
