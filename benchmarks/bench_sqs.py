@@ -1,10 +1,12 @@
 """The SQS adapter against raw boto3, on the same moto server, same messages, same run.
 
-    python benchmarks/bench_sqs.py [--messages 2000] [--groups 20] [--depth 50] [--sessions 10]
+    python benchmarks/bench_sqs.py [--messages 2000] [--groups 20] [--depth 50 10] [--sessions 10]
 
 Each path sends, receives and completes ``--messages`` messages spread over ``--groups``
 message groups (sessions) of a FIFO queue, produced in waves so the queue never holds more
-than ``--depth`` (moto slows down with queue depth). Figures are messages per second:
+than ``--depth`` (moto slows down with queue depth; each depth given is measured in turn, so
+the effect of moto's per-message cost shows beside the request savings). Figures are messages
+per second:
 
 - raw boto3, one at a time: SendMessage, ReceiveMessage (1), DeleteMessage per message;
 - the adapter, one at a time: send_message; then accept_session, receive_message and
@@ -245,13 +247,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--groups", type=int, default=20)
-    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--depth", type=int, nargs="+", default=[50, 10])
     parser.add_argument("--sessions", type=int, default=10, help="held at once (batch path)")
     parser.add_argument("--server", choices=["process", "thread"], default="process")
     args = parser.parse_args()
 
     messages = make_messages(args.messages, args.groups)
-    n = len(messages)
     with moto(args.server) as endpoint:
         config = qr.AwsSqsConfig(
             region=REGION,
@@ -260,19 +261,26 @@ def main() -> None:
             secret_access_key="testing",
         )
         # warm up both sides (imports, model loading, connections) on a few messages
-        timed(lambda: raw_one_at_a_time(endpoint, messages[:20], args.depth))
-        asyncio.run(adapter_one_at_a_time(config, messages[:20], args.depth))
+        timed(lambda: raw_one_at_a_time(endpoint, messages[:20], args.depth[0]))
+        asyncio.run(adapter_one_at_a_time(config, messages[:20], args.depth[0]))
+        for depth in args.depth:
+            measure(config, endpoint, messages, depth, args)
 
-        raw, raw_requests = timed(lambda: raw_one_at_a_time(endpoint, messages, args.depth))
-        one, one_requests = asyncio.run(
-            timed_async(lambda: adapter_one_at_a_time(config, messages, args.depth))
-        )
-        batch, batch_requests = asyncio.run(
-            timed_async(lambda: adapter_batches(config, messages, args.depth, args.sessions))
-        )
 
+def measure(
+    config: qr.AwsSqsConfig, endpoint: str, messages: list[Any], depth: int, args: Any
+) -> None:
+    """Run the three paths at one queue depth and print their figures and ratios."""
+    n = len(messages)
+    raw, raw_requests = timed(lambda: raw_one_at_a_time(endpoint, messages, depth))
+    one, one_requests = asyncio.run(
+        timed_async(lambda: adapter_one_at_a_time(config, messages, depth))
+    )
+    batch, batch_requests = asyncio.run(
+        timed_async(lambda: adapter_batches(config, messages, depth, args.sessions))
+    )
     print(
-        f"{n} messages over {args.groups} groups, queue depth <= {args.depth}, moto server "
+        f"{n} messages over {args.groups} groups, queue depth <= {depth}, moto server "
         f"over HTTP in a {args.server} (send + receive + complete)"
     )
     for label, seconds, requests in (
