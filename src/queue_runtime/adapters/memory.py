@@ -391,13 +391,15 @@ class InMemorySessionClient(SessionClient):
         self._check()
         return receipt
 
+    # settling: the session's own checks, then the client's settlement
+
     async def complete_message(self, message: ReceivedMessage) -> None:
-        receipt = self._receipt(message)
-        self._engine.complete(receipt[1], receipt[2], self._clock.now())
+        self._receipt(message)
+        await self._client.complete_message(message)
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
-        receipt = self._receipt(message)
-        self._engine.abandon(receipt[1], receipt[2], self._clock.now())
+        self._receipt(message)
+        await self._client.abandon_message(message)
 
     async def dead_letter_message(
         self,
@@ -406,9 +408,8 @@ class InMemorySessionClient(SessionClient):
         reason: str | None = None,
         description: str | None = None,
     ) -> None:
-        receipt = self._receipt(message)
-        check_dead_letter_reason(reason, description)
-        self._engine.dead_letter(receipt[1], receipt[2], reason, description, self._clock.now())
+        self._receipt(message)
+        await self._client.dead_letter_message(message, reason=reason, description=description)
 
     async def renew_session_lock(self) -> datetime:
         lease = self._check()

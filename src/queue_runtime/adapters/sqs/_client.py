@@ -957,20 +957,14 @@ class SqsQueueClient(ClientLifecycle, QueueClient):
                 incoming.message.session_id or "-"
             )
             params["MessageDeduplicationId"] = dead_letter_dedup_id(incoming.sqs_id)
-        try:
-            if not entry.moved:
+        if not entry.moved:  # a retry after a failed delete does not send again
+            try:
                 await self._call_queue(info, "SendMessage", **params)
-                entry.moved = True
-            await self._call_queue(
-                info, "DeleteMessage", QueueUrl=url, ReceiptHandle=incoming.receipt_handle
-            )
-        except MessageLockLost:
-            state.lost(entry)
-            raise
-        except BaseException:
-            state.unreserve(entry)
-            raise
-        state.settled(entry)
+            except BaseException:
+                state.unreserve(entry)
+                raise
+            entry.moved = True
+        await self._delete(info, state, url, entry)
 
     async def _set_visibility(
         self, url: str, entries: Sequence[Entry], seconds: int
