@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, NoReturn
 
 from ._errors import ValidationError
 from ._names import check_message_id, check_session_id, new_message_id
 
 __all__ = [
     "RESERVED_ATTRIBUTE_PREFIX",
+    "FrozenAttributes",
     "Message",
     "NO_ATTRIBUTES",
     "ReceivedMessage",
@@ -30,8 +30,31 @@ _MAX_ATTRIBUTE_KEY = 256
 _ZERO: Final = timedelta(0)
 
 
+class FrozenAttributes(dict[str, str]):
+    """Read-only attributes as stored and delivered: a real ``dict`` (``json.dumps`` and
+    ``dict(...)`` work), whose mutators raise so no receiver can change what others read."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("message attributes are read-only; copy them with dict(...)")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[type[FrozenAttributes], tuple[dict[str, str]]]:
+        # rebuilt whole (pickle would otherwise replay __setitem__)
+        return (FrozenAttributes, (dict(self),))
+
+    def __repr__(self) -> str:
+        return f"FrozenAttributes({dict.__repr__(self)})"
+
+
 #: The attributes of a message that has none (shared and read-only).
-NO_ATTRIBUTES: Final[Mapping[str, str]] = MappingProxyType({})
+NO_ATTRIBUTES: Final[Mapping[str, str]] = FrozenAttributes()
 
 
 class _MessageFields(NamedTuple):
@@ -209,7 +232,7 @@ def validate_message(
 
 def frozen_attributes(attributes: Mapping[str, str]) -> Mapping[str, str]:
     """A read-only copy of ``attributes``, safe to share between sender, store and receivers."""
-    return MappingProxyType(dict(attributes))
+    return FrozenAttributes(attributes)
 
 
 def _attributes_size(attributes: Mapping[str, str]) -> int:

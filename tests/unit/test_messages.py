@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import queue_runtime as qr
-from queue_runtime._messages import NO_ATTRIBUTES, validate_message
+from queue_runtime._messages import NO_ATTRIBUTES, frozen_attributes, validate_message
 
 
 def check(message: qr.Message, *, max_size: int = 1024, requires_session: bool = False) -> int:
@@ -90,3 +90,36 @@ def test_received_message_reads_through_to_the_sent_message() -> None:
     assert received.locked_until == datetime.fromtimestamp(1_700_000_030, UTC)
     assert received.delivery_count == 2 and received.dead_letter_reason == "why"
     assert "delivery_count=2" in repr(received)
+
+
+def test_stored_attributes_are_a_read_only_dict() -> None:
+    import json
+
+    attributes = frozen_attributes({"k": "v"})
+    assert isinstance(attributes, dict) and attributes == {"k": "v"}
+    assert json.loads(json.dumps(attributes)) == {"k": "v"}
+    for mutate in (
+        lambda: attributes.__setitem__("k", "x"),
+        lambda: attributes.update(k="x"),
+        lambda: attributes.pop("k"),
+        lambda: attributes.clear(),
+    ):
+        with pytest.raises(TypeError):
+            mutate()
+    assert attributes == {"k": "v"} and dict(attributes) == {"k": "v"}
+
+
+def test_messages_pickle_and_copy() -> None:
+    import copy
+    import pickle
+
+    sent = qr.Message(b"b", session_id="s", attributes={"k": "v"})
+    stored = sent._replace(
+        attributes=__import__("queue_runtime._messages")._messages.frozen_attributes(
+            sent.attributes
+        )
+    )
+    received = qr.ReceivedMessage(stored, 1, 1.0, 2.0)
+    for value in (sent, stored, received):
+        assert pickle.loads(pickle.dumps(value)) == value
+        assert copy.deepcopy(value) == value
