@@ -3,7 +3,8 @@
 A thin asyncio facade over `QueueEngine`: it validates arguments, reads the (injectable)
 clock, and parks receivers until the engine reports a message or a due time passes. Clients
 built on the same engine behave like separate processes talking to one broker, which is how
-tests exercise cross-client session exclusivity.
+tests exercise cross-client session exclusivity. One engine serves one event loop: clients that
+share it (``memory://name``) must run on the same loop; it is not a cross-thread broker.
 """
 
 from __future__ import annotations
