@@ -49,9 +49,6 @@ class FrozenAttributes(dict[str, str]):
         # rebuilt whole (pickle would otherwise replay __setitem__)
         return (FrozenAttributes, (dict(self),))
 
-    def __repr__(self) -> str:
-        return f"FrozenAttributes({dict.__repr__(self)})"
-
 
 #: The attributes of a message that has none (shared and read-only).
 NO_ATTRIBUTES: Final[Mapping[str, str]] = FrozenAttributes()
