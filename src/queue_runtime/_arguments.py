@@ -15,7 +15,7 @@ __all__ = [
     "check_max_messages",
     "check_received",
     "queue_name",
-    "queue_settings",
+    "queue_definition",
     "timeout_seconds",
 ]
 
@@ -61,18 +61,23 @@ def check_received(message: object, receipt_type: type[object]) -> object:
     return receipt
 
 
-def queue_settings(
+def queue_definition(
+    queue: QueueName | str,
     *,
     requires_session: bool,
     max_delivery_count: int,
     lock_duration: float | timedelta,
     default_message_ttl: float | timedelta | None,
     dead_letter_on_expiration: bool,
-) -> QueueSettings:
-    """`QueueSettings` from ``create_queue``'s arguments (validated)."""
+) -> tuple[QueueName, QueueSettings]:
+    """The queue's name and `QueueSettings` from ``create_queue``'s arguments (validated);
+    a dead-letter queue's name is refused: it is created with its queue."""
+    name = queue_name(queue)
+    if name.is_dead_letter:
+        raise ValidationError("dead-letter queues are created with their queue")
     if isinstance(max_delivery_count, bool) or not isinstance(max_delivery_count, int):
         raise ValidationError("max_delivery_count must be an int")
-    return QueueSettings(
+    return name, QueueSettings(
         requires_session=bool(requires_session),
         max_delivery_count=max_delivery_count,
         lock_duration=to_seconds(lock_duration),

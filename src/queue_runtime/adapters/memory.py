@@ -18,8 +18,8 @@ from typing import Final
 from .._arguments import (
     check_dead_letter_reason,
     check_max_messages,
+    queue_definition,
     queue_name,
-    queue_settings,
     timeout_seconds,
 )
 from .._capabilities import Capabilities
@@ -160,10 +160,8 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
         dead_letter_on_expiration: bool = False,
     ) -> None:
         self._check_open()
-        name = queue_name(queue)
-        if name.is_dead_letter:
-            raise ValidationError("dead-letter queues are created with their queue")
-        settings = queue_settings(
+        name, settings = queue_definition(
+            queue,
             requires_session=requires_session,
             max_delivery_count=max_delivery_count,
             lock_duration=lock_duration,

@@ -28,8 +28,8 @@ from ..._arguments import (
     check_dead_letter_reason,
     check_max_messages,
     check_received,
+    queue_definition,
     queue_name,
-    queue_settings,
     timeout_seconds,
 )
 from ..._capabilities import Capabilities
@@ -344,10 +344,8 @@ class SqsQueueClient(ClientLifecycle, QueueClient):
         dead_letter_on_expiration: bool = False,
     ) -> None:
         self._check_open()
-        name = queue_name(queue)
-        if name.is_dead_letter:
-            raise ValidationError("dead-letter queues are created with their queue")
-        settings = queue_settings(
+        name, settings = queue_definition(
+            queue,
             requires_session=requires_session,
             max_delivery_count=max_delivery_count,
             lock_duration=lock_duration,
@@ -801,20 +799,14 @@ class SqsQueueClient(ClientLifecycle, QueueClient):
             raise ValidationError("session messages are locked by their session: renew that")
         seconds = receipt.info.settings.lock_seconds
         start, start_wall = time.monotonic(), time.time()
-        try:
-            await self._call_queue(
-                receipt.info,
-                "ChangeMessageVisibility",
-                QueueUrl=receipt.url,
-                ReceiptHandle=entry.incoming.receipt_handle,
-                VisibilityTimeout=seconds,
-            )
-        except MessageLockLost:
-            state.lost(entry)
-            raise
-        except BaseException:
-            state.unreserve(entry)
-            raise
+        await self._call_reserved(
+            receipt.info,
+            state,
+            entry,
+            "ChangeMessageVisibility",
+            QueueUrl=receipt.url,
+            VisibilityTimeout=seconds,
+        )
         state.extended([entry], start, start_wall, seconds)
         state.unreserve(entry)
         return datetime.fromtimestamp(entry.deadline_wall, UTC)
@@ -874,11 +866,14 @@ class SqsQueueClient(ClientLifecycle, QueueClient):
         receipt.state.reserve(receipt.entry, receipt.token)
         await self._delete(receipt.info, receipt.state, receipt.url, receipt.entry)
 
-    async def _delete(self, info: _QueueInfo, state: QueueState, url: str, entry: Entry) -> None:
-        """Delete a reserved message."""
+    async def _call_reserved(
+        self, info: _QueueInfo, state: QueueState, entry: Entry, operation: str, **params: Any
+    ) -> None:
+        """Call SQS about a reserved message with its receipt handle. If SQS says the lock is
+        gone the entry is marked lost; on any other failure it is unreserved (still held)."""
         try:
             await self._call_queue(
-                info, "DeleteMessage", QueueUrl=url, ReceiptHandle=entry.incoming.receipt_handle
+                info, operation, ReceiptHandle=entry.incoming.receipt_handle, **params
             )
         except MessageLockLost:
             state.lost(entry)
@@ -886,6 +881,10 @@ class SqsQueueClient(ClientLifecycle, QueueClient):
         except BaseException:
             state.unreserve(entry)
             raise
+
+    async def _delete(self, info: _QueueInfo, state: QueueState, url: str, entry: Entry) -> None:
+        """Delete a reserved message."""
+        await self._call_reserved(info, state, entry, "DeleteMessage", QueueUrl=url)
         state.settled(entry)
 
     async def _abandon(self, receipt: _Receipt) -> None:
@@ -902,20 +901,14 @@ class SqsQueueClient(ClientLifecycle, QueueClient):
             else:
                 state.returned(entry)
             return
-        try:
-            await self._call_queue(
-                receipt.info,
-                "ChangeMessageVisibility",
-                QueueUrl=receipt.url,
-                ReceiptHandle=entry.incoming.receipt_handle,
-                VisibilityTimeout=0,
-            )
-        except MessageLockLost:
-            state.lost(entry)
-            raise
-        except BaseException:
-            state.unreserve(entry)
-            raise
+        await self._call_reserved(
+            receipt.info,
+            state,
+            entry,
+            "ChangeMessageVisibility",
+            QueueUrl=receipt.url,
+            VisibilityTimeout=0,
+        )
         state.released(entry)
         state.wake_all()
 
