@@ -399,14 +399,11 @@ class QueueEngine:
         delivered: list[StoredMessage] = []
         spendable = not queue.is_dead_letter
         max_count = queue.settings.max_delivery_count
-        fresh, returned = partition.fresh, partition.returned
+        pop = partition.pop
         locked, tokens = queue.locked, self._tokens
         while len(delivered) < max_messages:
-            if returned and (not fresh or returned[0][0] < fresh[0].sequence_number):
-                stored = heapq.heappop(returned)[1]
-            elif fresh:
-                stored = fresh.popleft()
-            else:
+            stored = pop()
+            if stored is None:
                 break
             if stored.expires_at is not None and stored.expires_at <= now:
                 self._expire(queue, stored)
