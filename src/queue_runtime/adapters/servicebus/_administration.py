@@ -1,0 +1,105 @@
+"""Queues through ``ServiceBusAdministrationClient`` (Service Bus's ATOM/HTTP management API).
+
+`create` is idempotent like every adapter's ``create_queue``: an existing queue with equal
+settings is fine; with other settings it raises `QueueAlreadyExists` naming the differences.
+A queue's settings are read back as `QueueSettings`, so the client knows (and caches) which
+queues require sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from datetime import timedelta
+from typing import Any, Final
+
+from azure.core.exceptions import HttpResponseError
+
+from ..._errors import ProviderError, QueueAlreadyExists, ValidationError
+from ...engine import QueueSettings
+from ._errors import translate
+
+__all__ = ["Administration", "settings_of"]
+
+_log = logging.getLogger("queue_runtime.adapters.servicebus")
+
+#: A TTL at least this long means "none" (Service Bus stores TimeSpan.MaxValue, ~29,000 years).
+_FOREVER: Final = timedelta(days=365 * 1000)
+
+
+def settings_of(properties: Any) -> QueueSettings:
+    """`QueueSettings` from the SDK's ``QueueProperties``."""
+    ttl = properties.default_message_time_to_live
+    lock = properties.lock_duration
+    return QueueSettings(
+        requires_session=bool(properties.requires_session),
+        max_delivery_count=int(properties.max_delivery_count),
+        lock_duration=lock.total_seconds() if isinstance(lock, timedelta) else 60.0,
+        default_message_ttl=None
+        if not isinstance(ttl, timedelta) or ttl >= _FOREVER
+        else ttl.total_seconds(),
+        dead_letter_on_expiration=bool(properties.dead_lettering_on_message_expiration),
+    )
+
+
+def differences(wanted: QueueSettings, found: QueueSettings) -> list[str]:
+    """``"field: wanted != found"`` for each setting that differs."""
+    return [
+        f"{f.name}: {getattr(wanted, f.name)!r} != {getattr(found, f.name)!r}"
+        for f in fields(QueueSettings)
+        if getattr(wanted, f.name) != getattr(found, f.name)
+    ]
+
+
+class Administration:
+    """Create, delete and describe queues of one namespace."""
+
+    __slots__ = ("_admin",)
+
+    def __init__(self, admin: Any) -> None:
+        self._admin = admin
+
+    async def settings(self, path: str) -> QueueSettings:
+        """The queue's settings; `QueueNotFound` if it does not exist."""
+        _log.debug("get queue %s", path)
+        with translate("get queue", path):
+            properties = await self._admin.get_queue(path)
+        return settings_of(properties)
+
+    async def create(self, path: str, settings: QueueSettings) -> QueueSettings:
+        """Create the queue (and so its dead-letter sub-queue); returns its settings."""
+        _log.debug("create queue %s %s", path, settings)
+        ttl = settings.default_message_ttl
+        try:
+            with translate("create queue", path):
+                await self._admin.create_queue(
+                    path,
+                    requires_session=settings.requires_session,
+                    max_delivery_count=settings.max_delivery_count,
+                    lock_duration=timedelta(seconds=settings.lock_duration),
+                    default_message_time_to_live=None if ttl is None else timedelta(seconds=ttl),
+                    dead_lettering_on_message_expiration=settings.dead_letter_on_expiration,
+                )
+            return settings
+        except QueueAlreadyExists:
+            pass  # compared below: equal settings make create_queue idempotent
+        except ProviderError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, HttpResponseError) and cause.status_code == 400:
+                raise ValidationError(
+                    f"Service Bus refused the settings of queue {path!r}: {cause.message}"
+                ) from cause
+            raise
+        found = await self.settings(path)
+        problems = differences(settings, found)
+        if problems:
+            raise QueueAlreadyExists(
+                f"queue {path!r} exists with other settings: " + "; ".join(problems)
+            )
+        return found
+
+    async def delete(self, path: str) -> None:
+        """Delete the queue with its dead-letter sub-queue; `QueueNotFound` if absent."""
+        _log.debug("delete queue %s", path)
+        with translate("delete queue", path):
+            await self._admin.delete_queue(path)
