@@ -325,8 +325,7 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
         for message in received_sequence(messages):
             if self._receipt(message)[3]:
                 raise ValidationError(
-                    "a session message is settled only through the SessionClient that "
-                    "received it"
+                    "a session message is settled only through the SessionClient that received it"
                 )
         return messages
 
