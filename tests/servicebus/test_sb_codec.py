@@ -93,11 +93,12 @@ def test_a_session_message_is_locked_by_its_session() -> None:
 def test_foreign_messages_decode() -> None:
     foreign = ServiceBusMessage("text body", application_properties={"n": 5, "flag": True})
     foreign.message_id = None
-    got = decode(delivered(foreign), None)
+    got = decode(delivered(foreign, delivery_count=2), None, peeked=True)
     assert got.body == b"text body"
     assert got.attributes == {"n": "5", "flag": "True"}
     assert got.message_id == "sequence-7"
     assert got.locked_until is None  # a peeked message has no lock
+    assert got.delivery_count == 2  # and counts only the deliveries so far
 
 
 def test_received_bytes_reads_every_body_shape() -> None:

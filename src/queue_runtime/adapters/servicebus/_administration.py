@@ -8,20 +8,19 @@ queues require sessions.
 
 from __future__ import annotations
 
-import logging
-from dataclasses import fields
 from datetime import timedelta
 from typing import Any, Final
 
 from azure.core.exceptions import HttpResponseError
 
 from ..._errors import ProviderError, QueueAlreadyExists, ValidationError
+from ..._logging import get_logger
 from ...engine import QueueSettings
 from ._errors import translate
 
 __all__ = ["Administration", "settings_of"]
 
-_log = logging.getLogger("queue_runtime.adapters.servicebus")
+_log = get_logger("adapters.servicebus")
 
 #: A TTL at least this long means "none" (Service Bus stores TimeSpan.MaxValue, ~29,000 years).
 _FOREVER: Final = timedelta(days=365 * 1000)
@@ -40,15 +39,6 @@ def settings_of(properties: Any) -> QueueSettings:
         else ttl.total_seconds(),
         dead_letter_on_expiration=bool(properties.dead_lettering_on_message_expiration),
     )
-
-
-def differences(wanted: QueueSettings, found: QueueSettings) -> list[str]:
-    """``"field: wanted != found"`` for each setting that differs."""
-    return [
-        f"{f.name}: {getattr(wanted, f.name)!r} != {getattr(found, f.name)!r}"
-        for f in fields(QueueSettings)
-        if getattr(wanted, f.name) != getattr(found, f.name)
-    ]
 
 
 class Administration:
@@ -91,7 +81,7 @@ class Administration:
                 ) from cause
             raise
         found = await self.settings(path)
-        problems = differences(settings, found)
+        problems = settings.differences(found)
         if problems:
             raise QueueAlreadyExists(
                 f"queue {path!r} exists with other settings: " + "; ".join(problems)

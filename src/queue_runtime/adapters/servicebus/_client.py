@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -22,8 +21,11 @@ from azure.servicebus.exceptions import MessageSizeExceededError
 from ..._arguments import (
     check_dead_letter_reason,
     check_max_messages,
+    check_sequence_number,
+    message_sequence,
     queue_definition,
     queue_name,
+    received_sequence,
     timeout_seconds,
 )
 from ..._capabilities import Capabilities
@@ -36,6 +38,7 @@ from ..._errors import (
     ValidationError,
 )
 from ..._lifecycle import ClientLifecycle
+from ..._logging import get_logger
 from ..._messages import Message, ReceivedMessage, validate_message
 from ..._names import MessageId, QueueName, SessionId
 from ...config import AzureServiceBusConfig
@@ -46,12 +49,13 @@ from ._codec import METADATA_RESERVE, decode, encode
 from ._connection import Connection, connect, endpoint_of
 from ._errors import translate
 from ._naming import Entity, entity
+from ._peek import peek
 from ._sessions import MIN_WAIT, ServiceBusSessionClient
-from ._settlement import ABANDON, COMPLETE, DEAD_LETTER, Receipt, renew, settle
+from ._settlement import ABANDON, COMPLETE, DEAD_LETTER, Receipt, renew, settle, settle_all
 
 __all__ = ["ServiceBusQueueClient"]
 
-_log = logging.getLogger("queue_runtime.adapters.servicebus")
+_log = get_logger("adapters.servicebus")
 
 _DEFAULT_TIMEOUT: Final = 30.0
 #: How long past its timeout a next-available accept may take before we stop waiting for
@@ -90,6 +94,8 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
             message_ttl=True,
             lock_renewal=True,
             durable=True,
+            peek=True,
+            statistics=False,
             max_message_size=self._max_size,
         )
         self._connection: Connection | None = None
@@ -264,9 +270,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         self, queue: QueueName | str, messages: Sequence[Message]
     ) -> list[MessageId]:
         path, settings = await self._target(queue)
-        if not isinstance(messages, Sequence):
-            raise ValidationError("send_messages takes a sequence of Message")
-        messages = list(messages)
+        messages = list(message_sequence(messages))
         for message in messages:
             validate_message(
                 message, max_size=self._max_size, requires_session=settings.requires_session
@@ -417,6 +421,35 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
     async def renew_message_lock(self, message: ReceivedMessage) -> datetime:
         return await renew(self._receipt(message))
 
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
+        await settle_all(batch, COMPLETE)
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
+        await settle_all(batch, ABANDON)
+
+    # -- peeking -------------------------------------------------------------------------
+
+    async def peek_messages(
+        self,
+        queue: QueueName | str,
+        *,
+        max_messages: int = 10,
+        from_sequence_number: int | None = None,
+    ) -> list[ReceivedMessage]:
+        self._check_open()
+        name = queue_name(queue)
+        count = check_max_messages(max_messages)
+        start = check_sequence_number(from_sequence_number)
+        where = entity(name)
+        await self._queue_settings(where.path)
+        receiver = await self._borrow(where)
+        try:
+            return await peek(receiver, count, start, str(name))
+        finally:
+            self._give_back(where, receiver)
+
     # -- sessions ------------------------------------------------------------------------
 
     async def accept_session(
@@ -506,16 +539,14 @@ def _batch_error(
     later ones were not; the failed one's outcome is unknown if the reply was lost."""
     current = [m.message_id for m in batches[index][1]]
     later = [m.message_id for _, members in batches[index + 1 :] for m in members]
-    unknown = isinstance(exc, (TimeoutError, ConnectionError))
+    unknown = exc.outcome_unknown or isinstance(exc, (TimeoutError, ConnectionError))
     reason = exc.message
     failed = [(mid, reason) for mid in ([] if unknown else current) + later]
-    error = BatchSendError(
+    return BatchSendError(
         f"Service Bus send to {path}: {len(sent)} sent, "
         f"{len(current) if unknown else 0} of unknown outcome, {len(failed)} not sent: {reason}",
         sent=sent,
         failed=failed,
+        unknown=current if unknown else (),
         retryable=exc.retryable,
     )
-    # ``unknown`` is part of BatchSendError from the core's next version on
-    setattr(error, "unknown", tuple(current) if unknown else ())  # noqa: B010
-    return error

@@ -91,12 +91,13 @@ def decode(
     receipt: object,
     *,
     locked_until: float | None = None,
+    peeked: bool = False,
 ) -> ReceivedMessage:
-    """The `ReceivedMessage` for a delivered (or peeked) ``incoming``.
+    """The `ReceivedMessage` for a delivered (or ``peeked``) ``incoming``.
 
     ``locked_until`` (epoch seconds) overrides the message's own lock expiry: a session
     message is locked by its session. ``receipt`` is whatever settlement needs (``None``
-    for a peeked message).
+    for a peeked message, which also counts no delivery of its own).
     """
     raw = incoming.raw_amqp_message
     properties = raw.properties
@@ -117,16 +118,18 @@ def decode(
         ),
     )
     enqueued = incoming.enqueued_time_utc
-    if locked_until is None:
-        until = incoming.locked_until_utc if receipt is not None else None
+    if peeked:
+        locked_until = None
+    elif locked_until is None:
+        until = incoming.locked_until_utc
         locked_until = None if until is None else until.timestamp()
-    count = incoming.delivery_count
+    count = incoming.delivery_count or 0
     return _new_tuple(
         ReceivedMessage,
         (
             sent,
             # Service Bus counts earlier deliveries (0 on the first); the contract counts this one
-            (count or 0) + 1,
+            count if peeked else count + 1,
             enqueued.timestamp() if enqueued is not None else time.time(),
             locked_until,
             incoming.dead_letter_reason,

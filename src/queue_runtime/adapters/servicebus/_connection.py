@@ -61,6 +61,12 @@ def _connection_string_fields(text: str) -> dict[str, str]:
     return fields
 
 
+def _with_endpoint(text: str, host: str) -> str:
+    """The connection string ``text`` with its Endpoint moved to ``host`` (``host:port``)."""
+    parts = [p for p in text.split(";") if p and not p.strip().lower().startswith("endpoint=")]
+    return ";".join([f"Endpoint=sb://{host}/", *parts])
+
+
 class AsyncCredential:
     """A synchronous TokenCredential made awaitable (its ``get_token`` runs in a thread)."""
 
@@ -159,6 +165,8 @@ def connect(
                 text, retry_total=retry_total, **options
             )
             sessions = ServiceBusClient.from_connection_string(text, retry_total=0, **options)
+            if admin_endpoint is not None:
+                text = _with_endpoint(text, admin_endpoint)
             admin = ServiceBusAdministrationClient.from_connection_string(text, **admin_options)
             owned = None
         else:
@@ -176,10 +184,4 @@ def connect(
     except ValueError as exc:
         # the SDK's messages name the broken part, never the key
         raise ConfigurationError(f"unusable Service Bus configuration: {exc}") from exc
-    if admin_endpoint is not None and config.connection_string is not None:
-        admin = ServiceBusAdministrationClient(
-            admin_endpoint,
-            admin._credential,  # the connection string's SAS key credential
-            **admin_options,
-        )
     return Connection(endpoint, messaging, sessions, admin, owned)

@@ -11,7 +11,6 @@ modules to prove no exception class is missing from the table.
 from __future__ import annotations
 
 import builtins
-import logging
 from types import TracebackType
 from typing import Final, Literal
 
@@ -32,10 +31,11 @@ from ..._errors import (
     TimeoutError,
     ValidationError,
 )
+from ..._logging import get_logger
 
 __all__ = ["ERROR_TABLE", "OUTCOME_UNKNOWN", "SERVER_BUSY_RETRY_AFTER", "map_error", "translate"]
 
-_log = logging.getLogger("queue_runtime.adapters.servicebus")
+_log = get_logger("adapters.servicebus")
 
 #: Seconds to wait after ``ServiceBusServerBusyError``: Microsoft's guidance (and the .NET
 #: client) is to back off 10 seconds when the service says it is busy.
@@ -164,10 +164,13 @@ def map_error(exc: BaseException, operation: str, subject: str = "") -> QueueErr
         retryable = bool(getattr(exc, "_retryable", False))
     where = f"Service Bus {operation}" + (f" ({subject})" if subject else "")
     text = _describe(exc)
-    if cls in OUTCOME_UNKNOWN and operation in _MUTATING:
+    unknown = cls in OUTCOME_UNKNOWN and operation in _MUTATING
+    if unknown:
         text += "; the outcome is unknown: the provider may have done it"
     retry_after = SERVER_BUSY_RETRY_AFTER if isinstance(exc, sb.ServiceBusServerBusyError) else None
-    return cls(f"{where}: {text}", retryable=retryable, retry_after=retry_after)
+    return cls(
+        f"{where}: {text}", retryable=retryable, retry_after=retry_after, outcome_unknown=unknown
+    )
 
 
 #: Operations that change something at the provider (an unknown outcome matters for these).

@@ -10,23 +10,30 @@ closing releases the session (its unsettled messages come back at once, in order
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from ..._arguments import check_dead_letter_reason, check_max_messages, timeout_seconds
+from ..._arguments import (
+    check_dead_letter_reason,
+    check_max_messages,
+    check_sequence_number,
+    received_sequence,
+    timeout_seconds,
+)
 from ..._errors import QueueError, SessionLockLost, ValidationError
+from ..._logging import get_logger
 from ..._messages import ReceivedMessage
 from ...ports import SessionClient, Timeout
 from ._codec import decode
 from ._errors import translate
-from ._settlement import ABANDON, COMPLETE, DEAD_LETTER, Receipt, settle
+from ._peek import peek
+from ._settlement import ABANDON, COMPLETE, DEAD_LETTER, Receipt, settle, settle_all
 
 __all__ = ["MIN_WAIT", "ServiceBusSessionClient"]
 
-_log = logging.getLogger("queue_runtime.adapters.servicebus")
+_log = get_logger("adapters.servicebus")
 
 #: The SDK refuses a wait of 0; ``timeout=0`` becomes this (one round trip to the service).
 MIN_WAIT: Final = 0.05
@@ -147,6 +154,22 @@ class ServiceBusSessionClient(SessionClient):
         receipt = self._receipt(message)
         check_dead_letter_reason(reason, description)
         await settle(receipt, DEAD_LETTER, reason, description)
+
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
+        await settle_all(batch, COMPLETE)
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
+        await settle_all(batch, ABANDON)
+
+    async def peek_messages(
+        self, *, max_messages: int = 10, from_sequence_number: int | None = None
+    ) -> list[ReceivedMessage]:
+        count = check_max_messages(max_messages)
+        start = check_sequence_number(from_sequence_number)
+        self._check()
+        return await peek(self._receiver, count, start, self._subject)
 
     # -- the session ---------------------------------------------------------------------
 

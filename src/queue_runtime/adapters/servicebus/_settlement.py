@@ -10,16 +10,20 @@ risk acting twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from ..._errors import MessageLockLost, ValidationError
+from ..._errors import MessageLockLost, QueueError, ValidationError
+from ..._logging import get_logger
+from ...ports import batch_settle_error
 from ._errors import translate
 
-__all__ = ["ABANDON", "COMPLETE", "DEAD_LETTER", "Receipt", "renew", "settle"]
+__all__ = ["ABANDON", "COMPLETE", "DEAD_LETTER", "Receipt", "renew", "settle", "settle_all"]
 
-_log = logging.getLogger("queue_runtime.adapters.servicebus")
+_log = get_logger("adapters.servicebus")
 
 COMPLETE: Final = "complete"
 ABANDON: Final = "abandon"
@@ -92,3 +96,23 @@ async def renew(receipt: Receipt) -> datetime:
         receipt.spent = True
         raise
     return until
+
+
+async def settle_all(batch: Sequence[tuple[str, Receipt]], action: str) -> None:
+    """Settle every ``(message_id, receipt)`` of a checked batch, all in flight at once on
+    their links (each delivery's outcome is awaited on its own); `BatchSettleError` names
+    what was and was not settled."""
+    results = await asyncio.gather(
+        *(settle(receipt, action) for _, receipt in batch), return_exceptions=True
+    )
+    settled: list[str] = []
+    failed: list[tuple[str, QueueError]] = []
+    for (message_id, _), result in zip(batch, results, strict=True):
+        if result is None:
+            settled.append(message_id)
+        elif isinstance(result, QueueError):
+            failed.append((message_id, result))
+        else:
+            raise result
+    if failed:
+        raise batch_settle_error(settled, failed)
