@@ -102,10 +102,12 @@ async def test_batch_size_comes_from_the_advertised_maximum(
         batch = await sender.create_message_batch()
         assert batch.max_size_in_bytes == 262144
         added = 0
-        with pytest.raises(MessageSizeExceededError):
-            while True:
+        while True:
+            try:
                 batch.add_message(ServiceBusMessage(b"x" * 10_000))
-                added += 1
+            except MessageSizeExceededError:
+                break
+            added += 1
         assert 20 <= added <= 26
         await sender.send_messages(batch)
         too_big = ServiceBusMessage(b"x" * 300_000)
@@ -122,9 +124,7 @@ async def test_batch_size_comes_from_the_advertised_maximum(
     assert count == added
 
 
-async def test_receive_and_delete_removes_on_delivery(
-    client: ServiceBusClient, queue: str
-) -> None:
+async def test_receive_and_delete_removes_on_delivery(client: ServiceBusClient, queue: str) -> None:
     async with client.get_queue_sender(queue) as sender:
         await sender.send_messages(ServiceBusMessage("gone"))
     async with client.get_queue_receiver(

@@ -10,6 +10,13 @@ it differs from the real service: specs/servicebus-emulator.md.
 
 from ._broker import MAX_MESSAGE_SIZE
 from ._emulator import ServiceBusEmulator, running_emulator
+from ._http import plain_http_transport
 from ._store import QueueOptions
 
-__all__ = ["MAX_MESSAGE_SIZE", "QueueOptions", "ServiceBusEmulator", "running_emulator"]
+__all__ = [
+    "MAX_MESSAGE_SIZE",
+    "QueueOptions",
+    "ServiceBusEmulator",
+    "plain_http_transport",
+    "running_emulator",
+]

@@ -27,6 +27,7 @@ from proton import (
     Data,
     Delivery,
     Endpoint,
+    Handler,
     Link,
     Message,
     int32,
@@ -34,7 +35,6 @@ from proton import (
     timestamp,
     ulong,
 )
-from proton import Handler
 
 from ._codec import CodecError, ParsedMessage, encode_delivery, parse_message, unpack_batch
 from ._store import BrokerError, Queue, Session, State, Store, Stored
@@ -100,7 +100,7 @@ def _guarded(method: Callable[[Broker, Any], None]) -> Callable[[Broker, Any], N
     return guarded
 
 
-class Broker(Handler):  # type: ignore[misc]
+class Broker(Handler):
     """Proton event handler: the whole AMQP behaviour of the emulated namespace."""
 
     def __init__(
@@ -238,8 +238,8 @@ class Broker(Handler):  # type: ignore[misc]
                 self._refuse(link, exc.condition, exc.description)
 
     def _mirror_termini(self, link: Link) -> None:
-        link.source.address = link.remote_source.address
-        link.target.address = link.remote_target.address
+        link.source.address = link.remote_source.address  # type: ignore[assignment]
+        link.target.address = link.remote_target.address  # type: ignore[assignment]
         link.snd_settle_mode = link.remote_snd_settle_mode
         link.rcv_settle_mode = link.remote_rcv_settle_mode
         link.max_message_size = MAX_MESSAGE_SIZE
@@ -260,8 +260,11 @@ class Broker(Handler):  # type: ignore[misc]
         path = _entity_path(link.remote_target.address)
         if path.lower() != "$cbs":
             self._check_authorized(link)
-            entity = path[: -len("/$management")] if path.endswith("/$management") else path
-            self.store.queue(entity)
+            if path.lower().endswith("/$management"):
+                self.store.queue(path[: -len("/$management")])
+            # a sender to a missing entity is attached and its first transfer refused: the SDK
+            # sends right after the attach and reports the transfer's outcome
+            # (MessagingEntityNotFoundError), not an error on a detach that races it
         self._mirror_termini(link)
         link.open()
         link.flow(_CREDIT)
@@ -424,7 +427,8 @@ class Broker(Handler):  # type: ignore[misc]
             token = uuid.uuid4()
             self.store.remove(queue, stored)
         payload = self._encode(stored, locked=consumer.peek_lock)
-        delivery = link.delivery(token.bytes_le)
+        # the tag is the lock token's bytes_le (what the SDK reads); proton accepts bytes
+        delivery = link.delivery(token.bytes_le)  # type: ignore[arg-type]
         delivery.lock_token = token  # proton reads tags back as text: keep the token itself
         link.send(payload)
         link.advance()
@@ -494,6 +498,9 @@ class Broker(Handler):  # type: ignore[misc]
                 self._settle_incoming(delivery)
         except BrokerError as exc:
             self._settle_incoming(delivery, exc)
+            if exc.condition == Conditions.NOT_FOUND and link.state & Endpoint.LOCAL_ACTIVE:
+                link.condition = _condition(exc.condition, exc.description)
+                link.close()
         except CodecError as exc:
             self._settle_incoming(delivery, BrokerError("amqp:decode-error", str(exc)))
 
@@ -599,7 +606,7 @@ class Broker(Handler):  # type: ignore[misc]
     def _on_cbs(self, link: Link, payload: bytes) -> None:
         request = Message()
         request.decode(payload)
-        properties = request.properties or {}
+        properties: dict[Any, Any] = request.properties or {}
         status, text = 200, "OK"
         if properties.get("operation") != "put-token":
             status, text = 400, f"unsupported $cbs operation {properties.get('operation')!r}"
@@ -664,7 +671,7 @@ class Broker(Handler):  # type: ignore[misc]
         pending = self._pending_replies.get(link)
         while pending and link.credit > 0:
             reply = pending.pop(0)
-            delivery = link.delivery(uuid.uuid4().bytes)
+            delivery = link.delivery(uuid.uuid4().bytes)  # type: ignore[arg-type]
             link.send(reply.encode())
             link.advance()
             if link.snd_settle_mode == Link.SND_SETTLED:
@@ -673,7 +680,7 @@ class Broker(Handler):  # type: ignore[misc]
     def _on_management(self, link: Link, entity: str, payload: bytes) -> None:
         request = Message()
         request.decode(payload)
-        properties = request.properties or {}
+        properties: dict[Any, Any] = request.properties or {}
         operation = str(properties.get("operation", ""))
         body = request.body if isinstance(request.body, dict) else {}
         status, text, condition, value = 200, "OK", None, None

@@ -76,9 +76,7 @@ class ParsedMessage:
 
     @property
     def size(self) -> int:
-        return (
-            len(self.properties_raw) + len(self.application_properties_raw) + len(self.body_raw)
-        )
+        return len(self.properties_raw) + len(self.application_properties_raw) + len(self.body_raw)
 
 
 def _split(payload: bytes) -> list[tuple[int, bytes, Data]]:
@@ -95,7 +93,7 @@ def _split(payload: bytes) -> list[tuple[int, bytes, Data]]:
             raise CodecError("an AMQP message section must be a described type")
         data.enter()
         data.next()
-        code = int(data.get_object())
+        code = int(data.get_object() or 0)
         data.next()  # positioned on the section's value
         sections.append((code, bytes(view[:consumed]), data))
         view = view[consumed:]

@@ -158,7 +158,26 @@ class ServiceBusEmulator:
 
     @property
     def admin_port(self) -> int | None:
+        """Where the ATOM management API listens (None unless started with ``admin_port``)."""
         return None if self._admin is None else int(self._admin.port)
+
+    @property
+    def admin_endpoint(self) -> str | None:
+        """``host:port`` of the management API, for ``ServiceBusAdministrationClient``."""
+        port = self.admin_port
+        return None if port is None else f"{self._host}:{port}"
+
+    @property
+    def admin_connection_string(self) -> str | None:
+        """The connection string with the management API's port (plain HTTP: see the spec)."""
+        port = self.admin_port
+        if port is None:
+            return None
+        return self.connection_string.replace(f":{self.port};", f":{port};", 1)
+
+    def clock(self) -> float:
+        """The emulator's time (epoch seconds)."""
+        return self._clock()
 
     @property
     def connection_string(self) -> str:
