@@ -50,7 +50,7 @@ async def test_properties_survive_the_round_trip(client: ServiceBusClient, queue
         assert message.delivery_count == 0
         assert isinstance(message.lock_token, uuid.UUID)
         await receiver.complete_message(message)
-        assert await receiver.receive_messages(max_wait_time=1) == []
+        assert await receiver.receive_messages(max_wait_time=0.5) == []
 
 
 async def test_order_is_first_in_first_out(client: ServiceBusClient, queue: str) -> None:
@@ -134,7 +134,7 @@ async def test_receive_and_delete_removes_on_delivery(client: ServiceBusClient, 
         assert str(message) == "gone"
         assert message.lock_token is None or message.locked_until_utc is None
     async with client.get_queue_receiver(queue) as receiver:
-        assert await receiver.receive_messages(max_wait_time=1) == []
+        assert await receiver.receive_messages(max_wait_time=0.5) == []
 
 
 async def test_iterating_a_receiver(client: ServiceBusClient, queue: str) -> None:
@@ -182,4 +182,4 @@ async def test_time_to_live_expires_messages(client: ServiceBusClient, make_queu
     async with client.get_queue_receiver(
         plain, sub_queue=ServiceBusSubQueue.DEAD_LETTER
     ) as receiver:
-        assert await receiver.receive_messages(max_wait_time=1) == []
+        assert await receiver.receive_messages(max_wait_time=0.5) == []

@@ -47,7 +47,7 @@ async def test_a_named_session_receives_only_its_messages_in_order(
                 got.append(str(message))
                 await receiver.complete_message(message)
         assert got == ["a1", "a2", "a3"]
-        assert await receiver.receive_messages(max_wait_time=1) == []
+        assert await receiver.receive_messages(max_wait_time=0.5) == []
     async with client.get_queue_receiver(session_queue, session_id="b") as receiver:
         [message] = await receiver.receive_messages(max_wait_time=5)
         assert str(message) == "b1" and message.session_id == "b"

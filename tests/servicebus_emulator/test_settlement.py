@@ -68,7 +68,7 @@ async def test_dead_letter_with_reason_and_description(
         await receiver.dead_letter_message(
             message, reason="ValidationFailed", error_description="field x is missing"
         )
-        assert await receiver.receive_messages(max_wait_time=1) == []
+        assert await receiver.receive_messages(max_wait_time=0.5) == []
     async with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
         [dead] = await dlq.receive_messages(max_wait_time=5)
         assert str(dead) == "poison"
@@ -79,7 +79,7 @@ async def test_dead_letter_with_reason_and_description(
         assert dead.application_properties[b"origin"] == b"test"
         assert dead.sequence_number == message.sequence_number
         await dlq.complete_message(dead)
-        assert await dlq.receive_messages(max_wait_time=1) == []
+        assert await dlq.receive_messages(max_wait_time=0.5) == []
 
 
 async def test_max_delivery_count_moves_the_message_to_the_dlq(
@@ -92,7 +92,7 @@ async def test_max_delivery_count_moves_the_message_to_the_dlq(
             [message] = await receiver.receive_messages(max_wait_time=5)
             assert message.delivery_count == expected_count
             await receiver.abandon_message(message)
-        assert await receiver.receive_messages(max_wait_time=1) == []
+        assert await receiver.receive_messages(max_wait_time=0.5) == []
     async with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
         [dead] = await dlq.receive_messages(max_wait_time=5)
         assert str(dead) == "unlucky"
@@ -158,7 +158,7 @@ async def test_auto_lock_renewer_keeps_the_lock(
     finally:
         await renewer.close()
     async with client.get_queue_receiver(queue) as receiver:
-        assert await receiver.receive_messages(max_wait_time=1) == []
+        assert await receiver.receive_messages(max_wait_time=0.5) == []
 
 
 async def test_renewing_a_settled_lock_fails(client: ServiceBusClient, queue: str) -> None:
@@ -186,7 +186,7 @@ async def test_defer_and_receive_by_sequence_number(client: ServiceBusClient, qu
         [other] = await receiver.receive_messages(max_message_count=5, max_wait_time=5)
         assert str(other) == "now"
         await receiver.complete_message(other)
-        assert await receiver.receive_messages(max_wait_time=1) == []
+        assert await receiver.receive_messages(max_wait_time=0.5) == []
         [deferred] = await receiver.receive_deferred_messages([number])
         assert str(deferred) == "later"
         assert deferred.sequence_number == number

@@ -79,6 +79,17 @@ class ParsedMessage:
         return len(self.properties_raw) + len(self.application_properties_raw) + len(self.body_raw)
 
 
+def _plain(value: Any) -> Any:
+    """Proton hands binary values out as memoryviews; keep bytes (they must outlive the buffer)."""
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _split(payload: bytes) -> list[tuple[int, bytes, Data]]:
     sections: list[tuple[int, bytes, Data]] = []
     view = memoryview(payload)
@@ -112,12 +123,12 @@ def parse_message(payload: bytes) -> ParsedMessage:
             parsed.priority = 4 if fields[1] is None else int(fields[1])
             parsed.ttl = None if fields[2] is None else int(fields[2])
         elif code == MESSAGE_ANNOTATIONS:
-            parsed.annotations = dict(data.get_object() or {})
+            parsed.annotations = _plain(dict(data.get_object() or {}))
         elif code == PROPERTIES:
-            parsed.properties = list(data.get_object() or [])
+            parsed.properties = _plain(list(data.get_object() or []))
             parsed.properties_raw = raw
         elif code == APPLICATION_PROPERTIES:
-            parsed.application_properties = dict(data.get_object() or {})
+            parsed.application_properties = _plain(dict(data.get_object() or {}))
             parsed.application_properties_raw = raw
         elif code in _BODY:
             body.append(raw)
