@@ -28,7 +28,7 @@ pytestmark = pytest.mark.asyncio
 
 @pytest.fixture(scope="module")
 def admin_emulator() -> Iterator[ServiceBusEmulator]:
-    with running_emulator(admin_port=0) as emulator:
+    with running_emulator() as emulator:
         yield emulator
 
 

@@ -260,9 +260,10 @@ class ServiceBusEmulator:
 
 @contextlib.contextmanager
 def running_emulator(
-    *, sas_key: tuple[str, str] | None = None, admin_port: int | None = None
+    *, sas_key: tuple[str, str] | None = None, admin_port: int | None = 0
 ) -> Iterator[ServiceBusEmulator]:
-    """A started emulator on a free port, stopped on exit (for test fixtures)."""
+    """A started emulator on a free port, with its management API on another free port
+    (``admin_port=None``: none), stopped on exit (for test fixtures)."""
     emulator = ServiceBusEmulator(0, sas_key=sas_key, admin_port=admin_port)
     with emulator:
         yield emulator
