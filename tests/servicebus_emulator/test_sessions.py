@@ -205,3 +205,20 @@ async def test_a_message_without_session_id_is_refused(
     async with client.get_queue_sender(session_queue) as sender:
         with pytest.raises(ServiceBusError):
             await sender.send_messages(ServiceBusMessage("no session"))
+
+
+async def test_deferred_session_messages_come_back_through_the_session(
+    client: ServiceBusClient, session_queue: str
+) -> None:
+    await _send(client, session_queue, ("d", "later"), ("d", "now"))
+    async with client.get_queue_receiver(session_queue, session_id="d") as receiver:
+        [first] = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
+        assert str(first) == "later"
+        await receiver.defer_message(first)
+        [second] = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
+        assert str(second) == "now"
+        await receiver.complete_message(second)
+        [deferred] = await receiver.receive_deferred_messages([first.sequence_number])
+        assert str(deferred) == "later" and deferred.session_id == "d"
+        await receiver.complete_message(deferred)
+        assert await receiver.peek_messages(max_message_count=5, sequence_number=1) == []

@@ -13,17 +13,27 @@ import re
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import unquote, urlparse
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from ._store import BrokerError, Queue, QueueOptions, State
+from ._store import BrokerError, Queue, QueueOptions, State, Store
 
-if TYPE_CHECKING:
-    from ._emulator import ServiceBusEmulator
 
-__all__ = ["AdminServer", "format_duration", "parse_duration"]
+class Namespace(Protocol):
+    """What the management API needs of the emulator: its store, lock and clock."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def lock(self) -> threading.RLock: ...
+
+    def clock(self) -> float: ...
+
+
+__all__ = ["AdminServer", "Namespace", "format_duration", "parse_duration"]
 
 _ATOM: Final = "http://www.w3.org/2005/Atom"
 _SB: Final = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"
@@ -268,7 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], emulator: ServiceBusEmulator) -> None:
+    def __init__(self, address: tuple[str, int], emulator: Namespace) -> None:
         super().__init__(address, _Handler)
         self.emulator = emulator
 
@@ -276,7 +286,7 @@ class _Server(ThreadingHTTPServer):
 class AdminServer:
     """The management API on its own thread (plain HTTP, loopback by default)."""
 
-    def __init__(self, emulator: ServiceBusEmulator, host: str, port: int) -> None:
+    def __init__(self, emulator: Namespace, host: str, port: int) -> None:
         self._server = _Server((host, port), emulator)
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -254,7 +254,13 @@ class Store:
             seen = queue.duplicates.get(message_id)
             if seen is not None and seen + window > now:
                 return 0
-            queue.duplicates[message_id] = now
+            queue.duplicates.pop(message_id, None)
+            queue.duplicates[message_id] = now  # insertion order = time order
+            while queue.duplicates:
+                oldest, at = next(iter(queue.duplicates.items()))
+                if at + window > now:
+                    break
+                del queue.duplicates[oldest]
         if scheduled_at is None:
             when = parsed.annotations.get("x-opt-scheduled-enqueue-time")
             if when is not None and int(when) / 1000 > now:
