@@ -83,6 +83,7 @@ def test_dead_letter_reason_and_description_come_back() -> None:
     }
     got = decode(delivered(outgoing), "r")
     assert (got.dead_letter_reason, got.dead_letter_description) == ("bad", "very bad")
+    assert got.attributes == {}  # the service's own properties are not attributes
 
 
 def test_a_session_message_is_locked_by_its_session() -> None:

@@ -4,6 +4,11 @@
 settings is fine; with other settings it raises `QueueAlreadyExists` naming the differences.
 A queue's settings are read back as `QueueSettings`, so the client knows (and caches) which
 queues require sessions.
+
+The queue's default TTL is kept in the entity's ``UserMetadata`` (``qr:default_message_ttl=
+<seconds>``) and stamped by the adapter on messages sent without a TTL of their own, instead of
+the entity's DefaultMessageTimeToLive: Service Bus silently shortens a message's own TTL to
+the entity's default, and the contract lets a message's own TTL outlive the queue's default.
 """
 
 from __future__ import annotations
@@ -26,17 +31,32 @@ _log = get_logger("adapters.servicebus")
 _FOREVER: Final = timedelta(days=365 * 1000)
 
 
+#: How ``UserMetadata`` carries the queue's default TTL (seconds, Python float repr).
+_TTL_KEY: Final = "qr:default_message_ttl="
+
+
+def _metadata_ttl(metadata: object) -> float | None:
+    if isinstance(metadata, str) and metadata.startswith(_TTL_KEY):
+        try:
+            return float(metadata[len(_TTL_KEY) :])
+        except ValueError:
+            return None
+    return None
+
+
 def settings_of(properties: Any) -> QueueSettings:
-    """`QueueSettings` from the SDK's ``QueueProperties``."""
+    """`QueueSettings` from the SDK's ``QueueProperties`` (a queue made elsewhere keeps its
+    entity default TTL as the default)."""
     ttl = properties.default_message_time_to_live
     lock = properties.lock_duration
+    default_ttl = _metadata_ttl(getattr(properties, "user_metadata", None))
+    if default_ttl is None and isinstance(ttl, timedelta) and ttl < _FOREVER:
+        default_ttl = ttl.total_seconds()
     return QueueSettings(
         requires_session=bool(properties.requires_session),
         max_delivery_count=int(properties.max_delivery_count),
         lock_duration=lock.total_seconds() if isinstance(lock, timedelta) else 60.0,
-        default_message_ttl=None
-        if not isinstance(ttl, timedelta) or ttl >= _FOREVER
-        else ttl.total_seconds(),
+        default_message_ttl=default_ttl,
         dead_letter_on_expiration=bool(properties.dead_lettering_on_message_expiration),
     )
 
@@ -67,7 +87,7 @@ class Administration:
                     requires_session=settings.requires_session,
                     max_delivery_count=settings.max_delivery_count,
                     lock_duration=timedelta(seconds=settings.lock_duration),
-                    default_message_time_to_live=None if ttl is None else timedelta(seconds=ttl),
+                    user_metadata=None if ttl is None else f"{_TTL_KEY}{ttl!r}",
                     dead_lettering_on_message_expiration=settings.dead_letter_on_expiration,
                 )
             return settings

@@ -34,6 +34,7 @@ from ..._errors import (
     BatchSendError,
     ConnectionError,
     QueueError,
+    SessionLocked,
     TimeoutError,
     ValidationError,
 )
@@ -106,6 +107,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         self._receivers: list[Any] = []
         self._sessions: set[ServiceBusSessionClient] = set()
         self._opening: dict[object, asyncio.Lock] = {}
+        self._closing: set[asyncio.Future[None]] = set()
 
     def __repr__(self) -> str:
         # the namespace only: never the connection string or a credential
@@ -136,19 +138,24 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
             self._state = "closed"
             return
         self._state = "closed"
-        for session in list(self._sessions):
-            await session.close()
+        # sessions first (their locks are released), then every link, all at once
+        await asyncio.gather(*(session.close() for session in list(self._sessions)))
         handlers = [*self._senders.values(), *self._receivers]
         self._senders.clear()
         self._receivers.clear()
         self._idle.clear()
-        for handler in handlers:
-            with contextlib.suppress(Exception):
-                await handler.close()
+        await asyncio.gather(*(_close_quietly(h) for h in handlers), *list(self._closing))
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
         _log.debug("closed client for %s", self._endpoint.namespace)
+
+    def _close_later(self, handler: Any) -> None:
+        """Close a link that holds nothing in the background (the SDK's close handshake
+        takes a while); `aclose` waits for it."""
+        task = asyncio.ensure_future(_close_quietly(handler))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _conn(self) -> Connection:
         if self._state != "open" or self._connection is None:
@@ -207,8 +214,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         for handler in handlers:
             if handler in self._receivers:
                 self._receivers.remove(handler)
-            with contextlib.suppress(Exception):
-                await handler.close()
+        await asyncio.gather(*(_close_quietly(h) for h in handlers))
 
     async def _queue_settings(self, path: str) -> QueueSettings:
         """The queue's settings (looked up once per client); `QueueNotFound` if absent."""
@@ -256,7 +262,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         validate_message(
             message, max_size=self._max_size, requires_session=settings.requires_session
         )
-        outgoing = encode(message)
+        outgoing = encode(message, _default_ttl(settings))
         if message.attributes:
             _check_encoded_size([outgoing], self._config.max_message_size)
         sender = await self._sender(path)
@@ -278,7 +284,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         if not messages:
             return []
         sender = await self._sender(path)
-        batches = await self._batches(sender, path, messages)
+        batches = await self._batches(sender, path, messages, _default_ttl(settings))
         sent: list[str] = []
         for index, (batch, members) in enumerate(batches):
             _log.debug("send %s batch of %d (%s..)", path, len(members), members[0].message_id)
@@ -291,7 +297,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         return [_new_str(MessageId, m.message_id) for m in messages]
 
     async def _batches(
-        self, sender: Any, path: str, messages: list[Message]
+        self, sender: Any, path: str, messages: list[Message], default_ttl: timedelta | None
     ) -> list[tuple[ServiceBusMessageBatch, list[Message]]]:
         """Every message placed in a batch the SDK sized (before anything is sent): a new
         batch starts when one is full or the session changes (Service Bus takes a batch as
@@ -301,7 +307,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         members: list[Message] = []
         session: object = None
         for message in messages:
-            outgoing = encode(message)
+            outgoing = encode(message, default_ttl)
             if batch is not None and message.session_id == session:
                 try:
                     batch.add_message(outgoing)
@@ -487,16 +493,25 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
                 async with asyncio.timeout(budget):
                     await receiver.__aenter__()
         except TimeoutError:
-            await _close_quietly(receiver)
+            self._close_later(receiver)
             if session_id is None:
                 return None  # no session became available in time
             raise
         except BaseException:
-            await _close_quietly(receiver)
+            self._close_later(receiver)
             raise
         if self._state != "open":
             await _close_quietly(receiver)
             self._check_open()
+        if not _holds_session(receiver):
+            # The service refused the attach (it answers with no session and detaches; the
+            # SDK reports that only at the link's next use): held by another receiver, or,
+            # for next-available, none became ready within the timeout.
+            self._close_later(receiver)
+            if session_id is None:
+                return None
+            _log.debug("%s is held by another receiver", subject)
+            raise SessionLocked(f"Service Bus accept session ({subject}): held by another receiver")
         session = ServiceBusSessionClient(
             self,
             where.path,
@@ -508,6 +523,18 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         self._sessions.add(session)
         _log.debug("accepted %s", session._subject)
         return session
+
+
+def _default_ttl(settings: QueueSettings) -> timedelta | None:
+    ttl = settings.default_message_ttl
+    return None if ttl is None else timedelta(seconds=ttl)
+
+
+def _holds_session(receiver: Any) -> bool:
+    """Whether the service attached ``receiver`` to a session: it then names the session and
+    its lock expiry (`com.microsoft:locked-until-utc`) in its attach."""
+    session = receiver.session
+    return isinstance(session.session_id, str) and session.locked_until_utc is not None
 
 
 async def _close_quietly(handler: Any) -> None:

@@ -32,8 +32,9 @@ _MAX_TTL_MS: Final = 2**32 - 1
 _new_tuple = tuple.__new__
 
 
-def encode(message: Message) -> ServiceBusMessage:
-    """The ``ServiceBusMessage`` for a validated `Message`."""
+def encode(message: Message, default_ttl: timedelta | None = None) -> ServiceBusMessage:
+    """The ``ServiceBusMessage`` for a validated `Message`; ``default_ttl`` (the queue's)
+    applies when the message has no TTL of its own."""
     attributes = message.attributes
     properties: Any = dict(attributes) if attributes else None
     outgoing = ServiceBusMessage(
@@ -44,7 +45,7 @@ def encode(message: Message) -> ServiceBusMessage:
         correlation_id=message.correlation_id,
         scheduled_enqueue_time_utc=message.scheduled_enqueue_time,
     )
-    ttl = message.time_to_live
+    ttl = message.time_to_live or default_ttl
     if ttl is not None:
         outgoing.time_to_live = ttl  # sets creation and absolute expiry times too
         # the setter truncates to whole seconds; the header carries milliseconds
@@ -72,10 +73,24 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+#: Application properties Service Bus sets on a dead-lettered message (read as its
+#: ``dead_letter_reason``/``dead_letter_description``, not as attributes).
+_DEAD_LETTER_PROPERTIES: Final = frozenset(
+    {
+        "DeadLetterReason",
+        "DeadLetterErrorDescription",
+        b"DeadLetterReason",
+        b"DeadLetterErrorDescription",
+    }
+)
+
+
 def _attributes(properties: Mapping[Any, Any] | None) -> Mapping[str, str]:
     if not properties:
         return NO_ATTRIBUTES
-    return frozen_attributes({_text(k): _text(v) for k, v in properties.items()})
+    return frozen_attributes(
+        {_text(k): _text(v) for k, v in properties.items() if k not in _DEAD_LETTER_PROPERTIES}
+    )
 
 
 def _ttl(raw: Any) -> timedelta | None:
