@@ -82,6 +82,7 @@ async def test_peek_in_a_session(client: ServiceBusClient, session_queue: str) -
         assert [str(m) for m in peeked] == ["x1", "x2"]
 
 
+@pytest.mark.slow
 async def test_scheduled_messages_wait_for_their_time(client: ServiceBusClient, queue: str) -> None:
     async with (
         client.get_queue_sender(queue) as sender,
@@ -110,6 +111,7 @@ async def test_scheduled_messages_wait_for_their_time(client: ServiceBusClient, 
         assert await receiver.receive_messages(max_wait_time=0.5) == []
 
 
+@pytest.mark.slow
 async def test_scheduled_enqueue_time_on_a_sent_message(
     client: ServiceBusClient, queue: str
 ) -> None:

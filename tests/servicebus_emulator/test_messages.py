@@ -148,6 +148,7 @@ async def test_iterating_a_receiver(client: ServiceBusClient, queue: str) -> Non
     assert seen == ["1", "2"]
 
 
+@pytest.mark.slow
 async def test_time_to_live_expires_messages(client: ServiceBusClient, make_queue) -> None:  # type: ignore[no-untyped-def]
     """An expired message is no longer delivered; with dead-lettering on expiration enabled it
     moves to the DLQ with reason TTLExpiredException."""

@@ -69,6 +69,7 @@ async def test_a_held_session_cannot_be_locked_again(
         assert again.session.session_id == "held"
 
 
+@pytest.mark.slow
 async def test_next_available_skips_held_and_empty_sessions(
     client: ServiceBusClient, session_queue: str
 ) -> None:
@@ -156,6 +157,7 @@ async def test_closing_a_session_receiver_releases_its_messages(
         await receiver.complete_message(message)
 
 
+@pytest.mark.slow
 async def test_session_lock_renewal_and_expiry(client: ServiceBusClient, make_queue) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(requires_session=True, lock_duration=1)
     await _send(client, queue, ("e", "m1"), ("e", "m2"))
@@ -176,6 +178,7 @@ async def test_session_lock_renewal_and_expiry(client: ServiceBusClient, make_qu
         await receiver.complete_message(message)
 
 
+@pytest.mark.slow
 async def test_auto_lock_renewer_keeps_a_session(client: ServiceBusClient, make_queue) -> None:  # type: ignore[no-untyped-def]
     queue = make_queue(requires_session=True, lock_duration=3)
     await _send(client, queue, ("kept", "m"))

@@ -101,6 +101,7 @@ async def test_max_delivery_count_moves_the_message_to_the_dlq(
         await dlq.complete_message(dead)
 
 
+@pytest.mark.slow
 async def test_an_expired_lock_redelivers_and_settling_it_fails(
     client: ServiceBusClient, make_queue: Callable[..., str]
 ) -> None:
@@ -120,6 +121,7 @@ async def test_an_expired_lock_redelivers_and_settling_it_fails(
         await receiver.complete_message(again)
 
 
+@pytest.mark.slow
 async def test_renew_lock_extends_it(
     client: ServiceBusClient, make_queue: Callable[..., str]
 ) -> None:
@@ -136,6 +138,7 @@ async def test_renew_lock_extends_it(
         await receiver.complete_message(message)  # 1.5 s after receipt: only renewals allow it
 
 
+@pytest.mark.slow
 async def test_auto_lock_renewer_keeps_the_lock(
     client: ServiceBusClient, make_queue: Callable[..., str]
 ) -> None:
@@ -209,3 +212,25 @@ async def test_deferred_message_can_be_dead_lettered(client: ServiceBusClient, q
         [dead] = await dlq.receive_messages(max_wait_time=5)
         assert (dead.dead_letter_reason, dead.dead_letter_error_description) == ("Gave up", "why")
         await dlq.complete_message(dead)
+
+
+async def test_closing_a_prefetching_receiver_releases_what_it_buffered(
+    client: ServiceBusClient, queue: str
+) -> None:
+    """The SDK drains and releases prefetched messages on close "so they are not left locked
+    until lock expiry (delaying redelivery, inflating delivery count)"."""
+    await _send(client, queue, "taken", "buffered-1", "buffered-2")
+    async with client.get_queue_receiver(queue, prefetch_count=10) as receiver:
+        [taken] = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
+        assert str(taken) == "taken"
+        await receiver.complete_message(taken)
+    async with client.get_queue_receiver(queue) as receiver:
+        got = []
+        while len(got) < 2:
+            batch = await receiver.receive_messages(max_message_count=2, max_wait_time=2)
+            assert batch, "the buffered messages were left locked"
+            got.extend(batch)
+        assert [str(m) for m in got] == ["buffered-1", "buffered-2"]
+        assert [m.delivery_count for m in got] == [0, 0]
+        for message in got:
+            await receiver.complete_message(message)

@@ -154,9 +154,11 @@ class Broker(Handler):
     def on_timer_task(self, event: Any) -> None:
         if self.stopping:
             return
-        with self.lock:
-            self._tick()
-        event.container.schedule(_TICK, self)
+        try:
+            with self.lock:
+                self._tick()
+        finally:
+            event.container.schedule(_TICK, self)
 
     def _tick(self) -> None:
         now = self.clock()
