@@ -540,6 +540,8 @@ class Broker(Handler):
     def _pump_queue(self, queue: Queue, now: float) -> None:
         for consumer in list(self._consumers.values()):
             if consumer.queue is queue:
+                if consumer.waiting_until is not None:
+                    self._try_next_session(consumer, now)  # a waiting receiver takes it now
                 self._pump(consumer, now)
 
     def _on_disposition(self, link: Link, delivery: Delivery) -> None:
