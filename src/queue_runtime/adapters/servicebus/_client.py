@@ -62,6 +62,9 @@ _DEFAULT_TIMEOUT: Final = 30.0
 #: How long past its timeout a next-available accept may take before we stop waiting for
 #: the service's answer (it normally answers at the timeout itself).
 _ACCEPT_GRACE: Final = 10.0
+#: Most bytes AMQP adds to an application property beyond its key and value (two str32
+#: headers); below the limit by this much per attribute, a message cannot exceed it.
+_ATTRIBUTE_FRAMING: Final = 10
 _new_str = str.__new__
 
 
@@ -259,11 +262,13 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
 
     async def send_message(self, queue: QueueName | str, message: Message) -> MessageId:
         path, settings = await self._target(queue)
-        validate_message(
+        size = validate_message(
             message, max_size=self._max_size, requires_session=settings.requires_session
         )
         outgoing = encode(message, _default_ttl(settings))
-        if message.attributes:
+        attributes = message.attributes
+        if attributes and size + _ATTRIBUTE_FRAMING * len(attributes) > self._max_size:
+            # near the limit, many attributes: their AMQP framing may be what tips it over
             _check_encoded_size([outgoing], self._config.max_message_size)
         sender = await self._sender(path)
         subject = f"{path} message {message.message_id}"

@@ -10,7 +10,6 @@ risk acting twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -99,20 +98,20 @@ async def renew(receipt: Receipt) -> datetime:
 
 
 async def settle_all(batch: Sequence[tuple[str, Receipt]], action: str) -> None:
-    """Settle every ``(message_id, receipt)`` of a checked batch, all in flight at once on
-    their links (each delivery's outcome is awaited on its own); `BatchSettleError` names
-    what was and was not settled."""
-    results = await asyncio.gather(
-        *(settle(receipt, action) for _, receipt in batch), return_exceptions=True
-    )
+    """Settle every ``(message_id, receipt)`` of a checked batch in turn; `BatchSettleError`
+    names what was and was not settled.
+
+    One after the other on purpose: the SDK awaits each outcome by polling its connection,
+    and settlements put in flight together contend for it (slower than in turn).
+    """
     settled: list[str] = []
     failed: list[tuple[str, QueueError]] = []
-    for (message_id, _), result in zip(batch, results, strict=True):
-        if result is None:
-            settled.append(message_id)
-        elif isinstance(result, QueueError):
-            failed.append((message_id, result))
+    for message_id, receipt in batch:
+        try:
+            await settle(receipt, action)
+        except QueueError as exc:
+            failed.append((message_id, exc))
         else:
-            raise result
+            settled.append(message_id)
     if failed:
         raise batch_settle_error(settled, failed)
