@@ -138,9 +138,9 @@ async def main(messages: int, size: int, rounds: int) -> int:
     data = bodies(messages)
     misses = 0
     with emulator() as (conn, admin):
-        config = qr.AzureServiceBusConfig(connection_string=conn)
+        config = qr.AzureServiceBusConfig(connection_string=conn, admin_endpoint=admin)
         async with (
-            ServiceBusQueueClient(config, admin_endpoint=admin) as client,
+            ServiceBusQueueClient(config) as client,
             ServiceBusClient.from_connection_string(conn) as raw,
         ):
             queues = {name: f"bench-{name}" for name in ("raw-one", "one", "raw-batch", "batch")}

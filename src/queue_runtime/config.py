@@ -118,6 +118,9 @@ class AzureServiceBusConfig(_Model):
     #: Talk to a local emulator without TLS (the connection string's
     #: ``UseDevelopmentEmulator=true`` says the same).
     use_development_emulator: bool = False
+    #: ``host:port`` of the management (ATOM) API when it is not the namespace's own: an
+    #: emulator's admin port (default for an emulator: its host, port 5300).
+    admin_endpoint: str | None = None
     max_message_size: int = Field(default=256 * 1024, gt=0, le=100 * _MIB)
 
     @pydantic.model_validator(mode="before")

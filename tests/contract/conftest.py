@@ -67,13 +67,12 @@ def _azure(request: pytest.FixtureRequest) -> ContractTarget:
     emulator = request.getfixturevalue("servicebus_emulator")
     from queue_runtime import AzureServiceBusConfig
 
-    config = AzureServiceBusConfig(connection_string=emulator.connection_string)
-    admin = emulator.admin_endpoint
+    config = AzureServiceBusConfig(
+        connection_string=emulator.connection_string, admin_endpoint=emulator.admin_endpoint
+    )
     return ContractTarget(
         name="azure",
-        make_client=lambda: sb.ServiceBusQueueClient(
-            config, default_timeout=timedelta(seconds=5), admin_endpoint=admin
-        ),
+        make_client=lambda: sb.ServiceBusQueueClient(config, default_timeout=timedelta(seconds=5)),
         advance=asyncio.sleep,
         short_lock=timedelta(seconds=3),
         receive_timeout=3.0,

@@ -31,12 +31,12 @@ def make_client(emulator: Any) -> Callable[..., Any]:
     from queue_runtime.adapters.servicebus import ServiceBusQueueClient
 
     def make(**settings: Any) -> ServiceBusQueueClient:
-        config = qr.AzureServiceBusConfig(connection_string=emulator.connection_string, **settings)
-        return ServiceBusQueueClient(
-            config,
-            default_timeout=timedelta(seconds=5),
-            admin_endpoint=f"127.0.0.1:{emulator.admin_port}",
+        config = qr.AzureServiceBusConfig(
+            connection_string=emulator.connection_string,
+            admin_endpoint=emulator.admin_endpoint,
+            **settings,
         )
+        return ServiceBusQueueClient(config, default_timeout=timedelta(seconds=5))
 
     return make
 

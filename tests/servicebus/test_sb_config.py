@@ -162,3 +162,21 @@ async def test_a_client_is_open_only_between_open_and_aclose() -> None:
         await client.receive_message("q", timeout=0)
     with pytest.raises(qr.ClientClosed):
         await client.open()
+
+
+def test_where_queues_are_managed() -> None:
+    from queue_runtime.adapters.servicebus._connection import admin_endpoint_of
+
+    emulator = qr.AzureServiceBusConfig(connection_string=EMULATOR)
+    assert admin_endpoint_of(emulator, endpoint_of(emulator)) == "127.0.0.1:5300"
+    told = qr.AzureServiceBusConfig(connection_string=EMULATOR, admin_endpoint="http://h:7/")
+    assert admin_endpoint_of(told, endpoint_of(told)) == "h:7"
+    public = qr.AzureServiceBusConfig(connection_string=CONN)
+    assert admin_endpoint_of(public, endpoint_of(public)) is None
+
+
+def test_the_url_takes_settings_as_query_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_SERVICEBUS_CONNECTION_STRING", EMULATOR)
+    client = qr.create_client("azure-servicebus://?admin_endpoint=127.0.0.1:5999")
+    assert isinstance(client, ServiceBusQueueClient)
+    assert client.config.admin_endpoint == "127.0.0.1:5999"

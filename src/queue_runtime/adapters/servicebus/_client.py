@@ -71,9 +71,9 @@ _new_str = str.__new__
 class ServiceBusQueueClient(ClientLifecycle, QueueClient):
     """Queues on Azure Service Bus (or the local emulator) through the async azure-servicebus SDK.
 
-    ``config`` is a connection string or a namespace with an Azure identity; see
-    `AzureServiceBusConfig`. ``admin_endpoint`` (``host:port``) points queue management at
-    another address (an emulator serving it on a port of its own).
+    ``config`` is a connection string or a namespace with an Azure identity, and where queue
+    management goes when that is not the namespace (an emulator's admin port); see
+    `AzureServiceBusConfig`.
     """
 
     def __init__(
@@ -81,13 +81,11 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         config: AzureServiceBusConfig,
         *,
         default_timeout: float | timedelta = _DEFAULT_TIMEOUT,
-        admin_endpoint: str | None = None,
     ) -> None:
         if not isinstance(config, AzureServiceBusConfig):
             raise ValidationError("ServiceBusQueueClient takes an AzureServiceBusConfig")
         self._config = config
         self._endpoint = endpoint_of(config)  # ConfigurationError now, not at open
-        self._admin_endpoint = admin_endpoint
         self._default_timeout = to_seconds(default_timeout)
         self._max_size = config.max_message_size - METADATA_RESERVE
         self._capabilities = Capabilities(
@@ -131,7 +129,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
     async def open(self) -> None:
         if not self._needs_open():
             return
-        self._connection = connect(self._config, admin_endpoint=self._admin_endpoint)
+        self._connection = connect(self._config)
         self._admin = Administration(self._connection.admin)
         self._state = "open"
         _log.debug("opened client for %s", self._endpoint.namespace)
@@ -154,8 +152,8 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         _log.debug("closed client for %s", self._endpoint.namespace)
 
     def _close_later(self, handler: Any) -> None:
-        """Close a link that holds nothing in the background (the SDK's close handshake
-        takes a while); `aclose` waits for it."""
+        """Close a link that holds nothing in the background (the SDK's close waits up to a
+        second for its keep-alive task); `aclose` waits for it."""
         task = asyncio.ensure_future(_close_quietly(handler))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -203,11 +201,11 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         if name.is_dead_letter:
             raise ValidationError("dead-letter queues are deleted with their queue")
         path = entity(name).path
-        await self._forget(path)
+        self._forget(path)
         assert self._admin is not None
         await self._admin.delete(path)
 
-    async def _forget(self, path: str) -> None:
+    def _forget(self, path: str) -> None:
         """Drop what this client cached for a queue (its settings, sender and receivers)."""
         key = path.lower()
         self._settings.pop(key, None)
@@ -217,7 +215,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         for handler in handlers:
             if handler in self._receivers:
                 self._receivers.remove(handler)
-        await asyncio.gather(*(_close_quietly(h) for h in handlers))
+            self._close_later(handler)
 
     async def _queue_settings(self, path: str) -> QueueSettings:
         """The queue's settings (looked up once per client); `QueueNotFound` if absent."""

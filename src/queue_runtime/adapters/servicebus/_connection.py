@@ -20,7 +20,7 @@ from azure.servicebus.aio.management import ServiceBusAdministrationClient
 from ..._errors import ConfigurationError
 from ...config import AzureServiceBusConfig
 
-__all__ = ["Connection", "connect", "endpoint_of", "AsyncCredential"]
+__all__ = ["AsyncCredential", "Connection", "admin_endpoint_of", "connect", "endpoint_of"]
 
 _PUBLIC_SUFFIX: Final = ".servicebus.windows.net"
 
@@ -145,15 +145,24 @@ class Connection:
             await self.owned_credential.close()
 
 
-def connect(
-    config: AzureServiceBusConfig, *, admin_endpoint: str | None = None, retry_total: int = 3
-) -> Connection:
-    """The SDK clients for ``config`` (no I/O happens until they are used).
+#: Where an emulator serves the management API unless told otherwise (Microsoft's emulator
+#: and ours both default to it).
+EMULATOR_ADMIN_PORT: Final = 5300
 
-    ``admin_endpoint`` (``host:port``) overrides where queues are managed, for an emulator
-    that serves the administration API on a port of its own.
-    """
+
+def admin_endpoint_of(config: AzureServiceBusConfig, endpoint: Endpoint) -> str | None:
+    """``host:port`` of the management API when it is not the namespace itself."""
+    if config.admin_endpoint:
+        return config.admin_endpoint.split("://", 1)[-1].strip("/")
+    if endpoint.emulator:
+        return f"{endpoint.namespace.rsplit(':', 1)[0]}:{EMULATOR_ADMIN_PORT}"
+    return None
+
+
+def connect(config: AzureServiceBusConfig, *, retry_total: int = 3) -> Connection:
+    """The SDK clients for ``config`` (no I/O happens until they are used)."""
     endpoint = endpoint_of(config)
+    admin_endpoint = admin_endpoint_of(config, endpoint)
     options: dict[str, Any] = {}
     admin_options: dict[str, Any] = {
         "transport": _PlainHttpTransport() if endpoint.emulator else AsyncioRequestsTransport()
