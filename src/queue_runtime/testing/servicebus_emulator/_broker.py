@@ -744,8 +744,17 @@ class Broker(Handler):
                 _text(body.get("deadletter-reason")),
                 _text(body.get("deadletter-description")),
             )
+            self._forget_delivery(token)
         self._pump_queue(queue, self.clock())
         return 200, {}
+
+    def _forget_delivery(self, token: uuid.UUID) -> None:
+        """A message settled through $management: settle its transfer on the receiver link too."""
+        for consumer in self._consumers.values():
+            delivery = consumer.deliveries.pop(token, None)
+            if delivery is not None:
+                delivery.settle()
+                return
 
     def _op_renew_session_lock(
         self, queue: Queue, body: dict[Any, Any], link: Link, link_name: Any
