@@ -307,6 +307,13 @@ class Broker(Handler):
             consumer.waiting_until = now + wait
             self._try_next_session(consumer, now)
             return
+        previous = queue.sessions.get(str(session_id))
+        if (
+            previous is not None
+            and isinstance(previous.holder, _Consumer)
+            and previous.locked_until <= now  # lapsed, not yet noticed by the tick
+        ):
+            self._fail_link(previous.holder, Conditions.SESSION_LOCK_LOST, "lock lapsed")
         try:
             session = self.store.lock_session(queue, str(session_id), consumer, now)
         except BrokerError:
