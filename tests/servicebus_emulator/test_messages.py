@@ -14,6 +14,8 @@ from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import MessageSizeExceededError
 
+from queue_runtime.testing.servicebus_emulator import ServiceBusEmulator
+
 pytestmark = pytest.mark.asyncio
 
 
@@ -184,3 +186,30 @@ async def test_time_to_live_expires_messages(client: ServiceBusClient, make_queu
         plain, sub_queue=ServiceBusSubQueue.DEAD_LETTER
     ) as receiver:
         assert await receiver.receive_messages(max_wait_time=0.5) == []
+
+
+async def test_a_token_credential_takes_the_same_path(
+    emulator: ServiceBusEmulator, queue: str
+) -> None:
+    """Microsoft Entra tokens go through $cbs put-token like SAS tokens (type jwt)."""
+    import time
+
+    from azure.core.credentials import AccessToken
+
+    class StaticCredential:
+        async def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+            assert scopes and scopes[0].startswith("https://servicebus.azure.net/")
+            return AccessToken("test-token", int(time.time()) + 3600)
+
+        async def close(self) -> None:
+            pass
+
+    async with ServiceBusClient(
+        f"127.0.0.1:{emulator.port}", StaticCredential(), use_tls=False
+    ) as client:
+        async with client.get_queue_sender(queue, keep_alive=None) as sender:
+            await sender.send_messages(ServiceBusMessage("with a token"))
+        async with client.get_queue_receiver(queue, keep_alive=None) as receiver:
+            [message] = await receiver.receive_messages(max_wait_time=5)
+            assert str(message) == "with a token"
+            await receiver.complete_message(message)
