@@ -169,3 +169,19 @@ async def test_provider_calls_log_ids_at_debug(
     text = caplog.text
     assert sent.message_id in text and str(queue) in text
     assert "secret body" not in text and "hidden" not in text
+
+
+async def test_statistics_come_from_the_runtime_properties(
+    client: Any, queue: qr.QueueName
+) -> None:
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    await client.send_messages(
+        queue, [qr.Message(b"a"), qr.Message(b"b"), qr.Message(b"c", scheduled_enqueue_time=later)]
+    )
+    got = await client.receive_message(queue, timeout=3)
+    assert got is not None
+    await client.dead_letter_message(got)
+    stats = await client.get_queue_statistics(queue)
+    assert (stats.active, stats.locked, stats.scheduled, stats.dead_letter) == (1, None, 1, 1)
+    with pytest.raises(qr.QueueNotFound):
+        await client.get_queue_statistics("no-such-queue")

@@ -20,7 +20,7 @@ from azure.core.exceptions import HttpResponseError
 
 from ..._errors import ProviderError, QueueAlreadyExists, ValidationError
 from ..._logging import get_logger
-from ...engine import QueueSettings
+from ...engine import QueueSettings, QueueStatistics
 from ._errors import translate
 
 __all__ = ["Administration", "settings_of"]
@@ -75,6 +75,19 @@ class Administration:
         with translate("get queue", path):
             properties = await self._admin.get_queue(path)
         return settings_of(properties)
+
+    async def statistics(self, path: str) -> QueueStatistics:
+        """The queue's message counts from its runtime properties (Service Bus does not
+        count locked messages apart: ``locked`` is None)."""
+        _log.debug("get queue runtime properties %s", path)
+        with translate("get queue runtime properties", path):
+            runtime = await self._admin.get_queue_runtime_properties(path)
+        return QueueStatistics(
+            active=runtime.active_message_count,
+            locked=None,
+            scheduled=runtime.scheduled_message_count,
+            dead_letter=runtime.dead_letter_message_count,
+        )
 
     async def create(self, path: str, settings: QueueSettings) -> QueueSettings:
         """Create the queue (and so its dead-letter sub-queue); returns its settings."""

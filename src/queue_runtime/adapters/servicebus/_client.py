@@ -43,11 +43,11 @@ from ..._logging import get_logger
 from ..._messages import Message, ReceivedMessage, validate_message
 from ..._names import MessageId, QueueName, SessionId
 from ...config import AzureServiceBusConfig
-from ...engine import QueueSettings
+from ...engine import QueueSettings, QueueStatistics
 from ...ports import DEFAULT_LOCK_DURATION, DEFAULT_MAX_DELIVERY_COUNT, QueueClient, Timeout
 from ._administration import Administration
 from ._codec import METADATA_RESERVE, decode, encode
-from ._connection import Connection, connect, endpoint_of
+from ._connection import Connection, connect, endpoint_of, withdraw_credit
 from ._errors import translate
 from ._naming import Entity, entity
 from ._peek import peek
@@ -97,7 +97,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
             lock_renewal=True,
             durable=True,
             peek=True,
-            statistics=False,
+            statistics=True,
             max_message_size=self._max_size,
         )
         self._connection: Connection | None = None
@@ -216,6 +216,14 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
             if handler in self._receivers:
                 self._receivers.remove(handler)
             self._close_later(handler)
+
+    async def get_queue_statistics(self, queue: QueueName | str) -> QueueStatistics:
+        self._check_open()
+        name = queue_name(queue)
+        if name.is_dead_letter:
+            raise ValidationError("statistics are of a queue (its dead letters included)")
+        assert self._admin is not None
+        return await self._admin.statistics(entity(name).path)
 
     async def _queue_settings(self, path: str) -> QueueSettings:
         """The queue's settings (looked up once per client); `QueueNotFound` if absent."""
@@ -385,6 +393,8 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
                 incoming = await receiver.receive_messages(
                     max_message_count=max_messages, max_wait_time=max(wait, MIN_WAIT)
                 )
+                if len(incoming) < max_messages:
+                    await withdraw_credit(receiver)
         finally:
             self._give_back(where, receiver)
         label = str(name)

@@ -20,7 +20,14 @@ from azure.servicebus.aio.management import ServiceBusAdministrationClient
 from ..._errors import ConfigurationError
 from ...config import AzureServiceBusConfig
 
-__all__ = ["AsyncCredential", "Connection", "admin_endpoint_of", "connect", "endpoint_of"]
+__all__ = [
+    "AsyncCredential",
+    "Connection",
+    "admin_endpoint_of",
+    "connect",
+    "endpoint_of",
+    "withdraw_credit",
+]
 
 _PUBLIC_SUFFIX: Final = ".servicebus.windows.net"
 
@@ -194,3 +201,21 @@ def connect(config: AzureServiceBusConfig, *, retry_total: int = 3) -> Connectio
         # the SDK's messages name the broken part, never the key
         raise ConfigurationError(f"unusable Service Bus configuration: {exc}") from exc
     return Connection(endpoint, messaging, sessions, admin, owned)
+
+
+async def withdraw_credit(receiver: Any) -> None:
+    """Take back the link credit a receive left unused (it asked for more than came).
+
+    Left in place, that credit makes the service deliver messages that become available
+    between receives (an abandoned one, say); the SDK releases them at once, and a release
+    still in flight when the next receive asks can put that message behind later ones. With
+    no credit between receives, messages wait in the service, in order. The SDK has no public
+    call for it: this is the flow it sends itself (`reset_link_credit`); if its internals
+    differ, nothing is done.
+    """
+    try:
+        transport, handler = receiver._amqp_transport, receiver._handler
+        if handler is not None and handler._link is not None and handler._link.current_link_credit:
+            await transport.reset_link_credit_async(handler, 0)
+    except (AttributeError, TypeError):  # pragma: no cover - another SDK version
+        return

@@ -27,6 +27,7 @@ from ..._logging import get_logger
 from ..._messages import ReceivedMessage
 from ...ports import SessionClient, Timeout
 from ._codec import decode
+from ._connection import withdraw_credit
 from ._errors import translate
 from ._peek import peek
 from ._settlement import ABANDON, COMPLETE, DEAD_LETTER, Receipt, settle, settle_all
@@ -113,6 +114,8 @@ class ServiceBusSessionClient(SessionClient):
                 incoming = await self._receiver.receive_messages(
                     max_message_count=max_messages, max_wait_time=budget
                 )
+                if len(incoming) < max_messages:
+                    await withdraw_credit(self._receiver)
             if not incoming and wait > left:
                 self._check()
         until = self._locked_until_timestamp()
