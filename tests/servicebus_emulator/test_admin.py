@@ -121,3 +121,17 @@ async def test_a_queue_created_over_http_carries_messages(
             assert str(message) == "hello" and message.session_id == "s"
             await receiver.complete_message(message)
     await admin.delete_queue("via-http")
+
+
+async def test_the_amqp_port_serves_the_management_api_too(
+    admin_emulator: ServiceBusEmulator,
+) -> None:
+    """The emulator tells HTTP from AMQP by a connection's first bytes, so the connection
+    string that the messaging client uses is enough for the administration client."""
+    async with ServiceBusAdministrationClient.from_connection_string(
+        admin_emulator.connection_string, transport=plain_http_transport()
+    ) as admin:
+        await admin.create_queue("one-port", max_delivery_count=2)
+        assert (await admin.get_queue("one-port")).max_delivery_count == 2
+        await admin.delete_queue("one-port")
+    assert "one-port" not in admin_emulator.queue_names()

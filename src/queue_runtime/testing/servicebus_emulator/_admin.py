@@ -10,6 +10,7 @@ SDK always builds ``https://`` addresses, so a client must send its requests ove
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -278,31 +279,41 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], emulator: Namespace) -> None:
-        super().__init__(address, _Handler)
+    def __init__(self, address: tuple[str, int], emulator: Namespace, *, listen: bool) -> None:
+        super().__init__(address, _Handler, bind_and_activate=listen)
         self.emulator = emulator
 
 
 class AdminServer:
-    """The management API on its own thread (plain HTTP, loopback by default)."""
+    """The management API: on connections handed over by the front door, and on a port of
+    its own when ``port`` is given (plain HTTP, loopback by default)."""
 
-    def __init__(self, emulator: Namespace, host: str, port: int) -> None:
-        self._server = _Server((host, port), emulator)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="servicebus-emulator-admin",
-            daemon=True,
-        )
+    def __init__(self, emulator: Namespace, host: str, port: int | None) -> None:
+        listening = port is not None
+        self._server = _Server((host, port or 0), emulator, listen=listening)
+        self._thread: threading.Thread | None = None
+        if listening:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name="servicebus-emulator-admin",
+                daemon=True,
+            )
 
     @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+    def port(self) -> int | None:
+        return None if self._thread is None else int(self._server.server_address[1])
+
+    def handle(self, connection: socket.socket, address: tuple[str, int]) -> None:
+        """Serve one HTTP connection accepted elsewhere (on its own thread)."""
+        self._server.process_request(connection, address)
 
     def start(self) -> None:
-        self._thread.start()
+        if self._thread is not None:
+            self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(5)
         self._server.server_close()
-        self._thread.join(5)

@@ -13,6 +13,8 @@ import functools
 import hashlib
 import hmac
 import logging
+import queue as queue_module
+import socket
 import threading
 import time
 import uuid
@@ -30,11 +32,14 @@ from proton import (
     Handler,
     Link,
     Message,
+    Transport,
+    Url,
     int32,
     symbol,
     timestamp,
     ulong,
 )
+from proton._handlers import IOHandler
 
 from ._codec import CodecError, ParsedMessage, encode_delivery, parse_message, unpack_batch
 from ._store import BrokerError, Queue, Session, State, Store, Stored
@@ -108,21 +113,19 @@ class Broker(Handler):
         store: Store,
         lock: threading.RLock,
         *,
-        host: str,
-        port: int,
         sas_key: tuple[str, str] | None = None,
         clock: Callable[[], float] = time.time,
-        on_listening: Callable[[int], None] | None = None,
+        on_listening: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.store = store
         self.lock = lock
-        self.host = host
-        self.port = port
         self.sas_key = sas_key
         self.clock = clock
         self.on_listening = on_listening
-        self.acceptor: Any = None
+        self._adoptions: queue_module.SimpleQueue[tuple[socket.socket, tuple[str, int]]] = (
+            queue_module.SimpleQueue()
+        )
         self.container: Any = None
         self.stopping = False
         self._consumers: dict[Link, _Consumer] = {}
@@ -135,19 +138,44 @@ class Broker(Handler):
     @_guarded
     def on_reactor_init(self, event: Any) -> None:
         self.container = event.container
-        self.acceptor = event.container.listen(f"{self.host}:{self.port}")
-        port = self.acceptor._selectable._delegate.getsockname()[1]
-        self.port = port
         event.container.schedule(_TICK, self)
         if self.on_listening is not None:
-            self.on_listening(port)
+            self.on_listening()
+
+    def adopt(self, connection: socket.socket, address: tuple[str, int]) -> None:
+        """Queue an accepted AMQP socket for the reactor (any thread; then inject
+        ``emulator_adopt``)."""
+        self._adoptions.put((connection, address))
+
+    @_guarded
+    def on_emulator_adopt(self, event: Any) -> None:
+        """Serve the queued sockets as proton server transports (what proton's own acceptor
+        does after ``accept``)."""
+        while True:
+            try:
+                connection, address = self._adoptions.get_nowait()
+            except queue_module.Empty:
+                return
+            if self.stopping:
+                connection.close()
+                continue
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection.setblocking(False)
+            container = self.container
+            amqp = container.connection(self)
+            amqp._acceptor = self  # tells proton's IO handler the socket is already connected
+            amqp.url = Url(host=address[0], port=address[1])  # type: ignore[no-untyped-call]
+            transport = Transport(Transport.SERVER)
+            transport.bind(amqp)
+            selectable = container.selectable(delegate=connection)
+            selectable._transport = transport
+            transport._selectable = selectable
+            IOHandler.update(transport, selectable, container.now)
 
     @_guarded
     def on_emulator_stop(self, event: Any) -> None:
         """Injected from `ServiceBusEmulator.stop`: close everything and end the reactor."""
         self.stopping = True
-        if self.acceptor is not None:
-            self.acceptor.close()
         self.container.stop()
 
     @_guarded

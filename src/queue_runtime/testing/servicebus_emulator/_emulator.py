@@ -64,6 +64,7 @@ class ServiceBusEmulator:
         self._container: Any = None
         self._thread: threading.Thread | None = None
         self._admin: Any = None
+        self._front: Any = None
         self._port: int | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -72,27 +73,23 @@ class ServiceBusEmulator:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> ServiceBusEmulator:
-        """Bind and serve on a background thread; returns once the port is listening."""
+        """Bind and serve on background threads; returns once the port is listening."""
         if self._thread is not None:
             raise RuntimeError("the emulator is already running")
-        from proton.reactor import Container, EventInjector
+        from proton.reactor import ApplicationEvent, Container, EventInjector
+
+        from ._admin import AdminServer
+        from ._frontdoor import FrontDoor
 
         self._ready.clear()
         self._error = None
         logging.getLogger("proton").addFilter(_RESET_FILTER)  # idempotent
-
-        def listening(port: int) -> None:
-            self._port = port
-            self._ready.set()
-
         broker = Broker(
             self._store,
             self._lock,
-            host=self._host,
-            port=self._requested_port,
             sas_key=self._sas_key,
             clock=self._clock,
-            on_listening=listening,
+            on_listening=self._ready.set,
         )
         container = Container(broker)
         container.container_id = "queue-runtime-servicebus-emulator"
@@ -115,15 +112,29 @@ class ServiceBusEmulator:
             error = self._error
             self.stop()
             raise RuntimeError(f"the emulator did not start: {error!r}") from error
-        if self._requested_admin_port is not None:
-            from ._admin import AdminServer
 
+        def to_reactor(connection: Any, address: tuple[str, int]) -> None:
+            broker.adopt(connection, address)
+            injector.trigger(ApplicationEvent("emulator_adopt"))
+
+        try:
             self._admin = AdminServer(self, self._host, self._requested_admin_port)
             self._admin.start()
+            self._front = FrontDoor(
+                self._host, self._requested_port, amqp=to_reactor, other=self._admin.handle
+            )
+        except OSError:
+            self.stop()
+            raise
+        self._port = self._front.port
+        self._front.start()
         return self
 
     def stop(self) -> None:
-        """Close every connection and the listener, and join the reactor thread."""
+        """Close the listeners and every connection, and join the reactor thread."""
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
         if self._admin is not None:
             self._admin.stop()
             self._admin = None
@@ -158,21 +169,20 @@ class ServiceBusEmulator:
 
     @property
     def admin_port(self) -> int | None:
-        """Where the ATOM management API listens (None unless started with ``admin_port``)."""
-        return None if self._admin is None else int(self._admin.port)
+        """The management API's own port, if one was asked for (the AMQP port serves it too)."""
+        return None if self._admin is None else self._admin.port
 
     @property
-    def admin_endpoint(self) -> str | None:
-        """``host:port`` of the management API, for ``ServiceBusAdministrationClient``."""
-        port = self.admin_port
-        return None if port is None else f"{self._host}:{port}"
+    def admin_endpoint(self) -> str:
+        """``host:port`` where ``ServiceBusAdministrationClient`` reaches the management API."""
+        return f"{self._host}:{self.admin_port or self.port}"
 
     @property
-    def admin_connection_string(self) -> str | None:
-        """The connection string with the management API's port (plain HTTP: see the spec)."""
+    def admin_connection_string(self) -> str:
+        """A connection string for the management API (plain HTTP: see the spec)."""
         port = self.admin_port
         if port is None:
-            return None
+            return self.connection_string
         return self.connection_string.replace(f":{self.port};", f":{port};", 1)
 
     def clock(self) -> float:
