@@ -121,6 +121,9 @@ class AzureServiceBusConfig(_Model):
     #: ``host:port`` of the management (ATOM) API when it is not the namespace's own: an
     #: emulator's admin port (default for an emulator: its host, port 5300).
     admin_endpoint: str | None = None
+    #: Attempts the SDK adds to a failed send, receive or settlement (its exponential
+    #: backoff); session acceptance is never retried by the SDK.
+    retry_total: int = Field(default=3, ge=0, le=10)
     max_message_size: int = Field(default=256 * 1024, gt=0, le=100 * _MIB)
 
     @pydantic.model_validator(mode="before")

@@ -185,3 +185,53 @@ async def test_statistics_come_from_the_runtime_properties(
     assert (stats.active, stats.locked, stats.scheduled, stats.dead_letter) == (1, None, 1, 1)
     with pytest.raises(qr.QueueNotFound):
         await client.get_queue_statistics("no-such-queue")
+
+
+async def test_a_token_credential_reaches_the_emulator(emulator: Any, new_name: Any) -> None:
+    from azure.core.credentials import AccessToken
+
+    from queue_runtime.adapters.servicebus import ServiceBusQueueClient
+
+    class StaticCredential:
+        """A synchronous TokenCredential (the emulator takes any token)."""
+
+        def __init__(self) -> None:
+            self.scopes: set[str] = set()
+
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            self.scopes.update(scopes)
+            return AccessToken("test-token", 2**31)
+
+    credential = StaticCredential()
+    config = qr.AzureServiceBusConfig(
+        namespace=f"127.0.0.1:{emulator.port}",
+        credential=credential,
+        use_development_emulator=True,
+        admin_endpoint=emulator.admin_endpoint,
+    )
+    async with ServiceBusQueueClient(config) as client:
+        name = new_name()
+        await client.create_queue(name)
+        await client.send_message(name, qr.Message(b"by token"))
+        got = await client.receive_message(name, timeout=3)
+        assert got is not None and got.body == b"by token"
+        await client.complete_message(got)
+        await client.delete_queue(name)
+    assert credential.scopes  # the SDK asked the credential, for AMQP and for HTTP
+
+
+async def test_a_wrong_key_is_a_configuration_error_without_the_key() -> None:
+    from queue_runtime.adapters.servicebus import ServiceBusQueueClient
+    from queue_runtime.testing.servicebus_emulator import running_emulator
+
+    with running_emulator(sas_key=("app", "right-key"), admin_port=0) as checked:
+        wrong = checked.connection_string.replace("right-key", "wrong-key-c2VjcmV0")
+        config = qr.AzureServiceBusConfig(
+            connection_string=wrong, admin_endpoint=checked.admin_endpoint, retry_total=0
+        )
+        checked.create_queue("guarded")
+        async with ServiceBusQueueClient(config) as client:
+            with pytest.raises(qr.ConfigurationError) as caught:
+                await client.receive_message("guarded", timeout=0)
+        assert "wrong-key-c2VjcmV0" not in str(caught.value)
+        assert not caught.value.retryable

@@ -129,7 +129,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
     async def open(self) -> None:
         if not self._needs_open():
             return
-        self._connection = connect(self._config)
+        self._connection = connect(self._config, retry_total=self._config.retry_total)
         self._admin = Administration(self._connection.admin)
         self._state = "open"
         _log.debug("opened client for %s", self._endpoint.namespace)
