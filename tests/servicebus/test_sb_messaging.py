@@ -235,3 +235,26 @@ async def test_a_wrong_key_is_a_configuration_error_without_the_key() -> None:
                 await client.receive_message("guarded", timeout=0)
         assert "wrong-key-c2VjcmV0" not in str(caught.value)
         assert not caught.value.retryable
+
+
+async def test_without_the_manage_right_the_service_checks(
+    client: Any, session_queue: qr.QueueName, queue: qr.QueueName
+) -> None:
+    """A Send/Listen-only key cannot read queue settings: the adapter sends and receives
+    anyway and the service refuses what does not fit (here: our emulator)."""
+    from unittest import mock
+
+    from queue_runtime.adapters.servicebus._administration import Administration
+
+    refused = mock.AsyncMock(side_effect=qr.ConfigurationError("get queue: 401 Unauthorized"))
+    with mock.patch.object(Administration, "settings", new=refused):
+        client._settings.clear()
+        await client.send_message(queue, qr.Message(b"plain"))
+        got = await client.receive_message(queue, timeout=3)
+        assert got is not None
+        await client.complete_message(got)
+        await client.send_message(session_queue, qr.Message(b"s", session_id="a"))
+        async with await client.accept_session(session_queue, timeout=3) as session:
+            got = await session.receive_message(timeout=3)
+            assert got is not None and got.body == b"s"
+            await session.complete_message(got)

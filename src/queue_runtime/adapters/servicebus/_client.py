@@ -32,6 +32,7 @@ from ..._capabilities import Capabilities
 from ..._clock import to_seconds
 from ..._errors import (
     BatchSendError,
+    ConfigurationError,
     ConnectionError,
     QueueError,
     SessionLocked,
@@ -66,6 +67,8 @@ _ACCEPT_GRACE: Final = 10.0
 #: headers); below the limit by this much per attribute, a message cannot exceed it.
 _ATTRIBUTE_FRAMING: Final = 10
 _new_str = str.__new__
+#: The settings of a queue this client may not read (no Manage right): checked by the service.
+UNKNOWN_SETTINGS: Final = QueueSettings()
 
 
 class ServiceBusQueueClient(ClientLifecycle, QueueClient):
@@ -226,12 +229,21 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
         return await self._admin.statistics(entity(name).path)
 
     async def _queue_settings(self, path: str) -> QueueSettings:
-        """The queue's settings (looked up once per client); `QueueNotFound` if absent."""
+        """The queue's settings (looked up once per client); `QueueNotFound` if absent.
+
+        Reading them needs the Manage right; with a Send/Listen-only key they are
+        `UNKNOWN_SETTINGS` and the service itself refuses what does not fit the queue.
+        """
         key = path.lower()
         settings = self._settings.get(key)
         if settings is None:
             assert self._admin is not None
-            settings = self._settings[key] = await self._admin.settings(path)
+            try:
+                settings = await self._admin.settings(path)
+            except ConfigurationError as exc:
+                _log.debug("cannot read the settings of %s (%s): the service checks", path, exc)
+                settings = UNKNOWN_SETTINGS
+            self._settings[key] = settings
         return settings
 
     # -- sending -------------------------------------------------------------------------
@@ -485,7 +497,7 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
             session_id = SessionId(session_id)
         where = entity(name)
         settings = None if where.dead_letter else await self._queue_settings(where.path)
-        if settings is None or not settings.requires_session:
+        if settings is None or not (settings.requires_session or settings is UNKNOWN_SETTINGS):
             raise ValidationError(f"queue {str(name)!r} has no sessions")
         sessions = self._conn().sessions
         if session_id is not None:
