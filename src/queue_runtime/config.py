@@ -118,8 +118,8 @@ class AzureServiceBusConfig(_Model):
     #: Talk to a local emulator without TLS (the connection string's
     #: ``UseDevelopmentEmulator=true`` says the same).
     use_development_emulator: bool = False
-    #: ``host:port`` of the management (ATOM) API when it is not the namespace's own: an
-    #: emulator's admin port (default for an emulator: its host, port 5300).
+    #: ``host:port`` of the management (ATOM) API when it is not the endpoint's own (for
+    #: example Microsoft's emulator, which serves it on port 5300).
     admin_endpoint: str | None = None
     #: Attempts the SDK adds to a failed send, receive or settlement (its exponential
     #: backoff); session acceptance is never retried by the SDK.

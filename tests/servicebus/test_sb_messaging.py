@@ -258,3 +258,20 @@ async def test_without_the_manage_right_the_service_checks(
             got = await session.receive_message(timeout=3)
             assert got is not None and got.body == b"s"
             await session.complete_message(got)
+
+
+async def test_the_connection_string_alone_reaches_the_emulator(
+    emulator: Any, new_name: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a user starts it: ``azure-servicebus://`` with AZURE_SERVICEBUS_CONNECTION_STRING;
+    queues are managed on the same port (the emulator answers its ATOM API there too)."""
+    monkeypatch.setenv("AZURE_SERVICEBUS_CONNECTION_STRING", emulator.connection_string)
+    async with qr.create_client("azure-servicebus://") as client:
+        name = new_name()
+        await client.create_queue(name, requires_session=True)
+        await client.send_message(name, qr.Message(b"hi", session_id="s"))
+        async with await client.accept_session(name, timeout=3) as session:
+            got = await session.receive_message(timeout=3)
+            assert got is not None and got.body == b"hi"
+            await session.complete_message(got)
+        await client.delete_queue(name)

@@ -152,24 +152,18 @@ class Connection:
             await self.owned_credential.close()
 
 
-#: Where an emulator serves the management API unless told otherwise (Microsoft's emulator
-#: and ours both default to it).
-EMULATOR_ADMIN_PORT: Final = 5300
-
-
-def admin_endpoint_of(config: AzureServiceBusConfig, endpoint: Endpoint) -> str | None:
-    """``host:port`` of the management API when it is not the namespace itself."""
+def admin_endpoint_of(config: AzureServiceBusConfig) -> str | None:
+    """``host:port`` of the management API when it is not the namespace's endpoint itself
+    (our emulator answers it on its AMQP port too; Microsoft's serves it on port 5300)."""
     if config.admin_endpoint:
         return config.admin_endpoint.split("://", 1)[-1].strip("/")
-    if endpoint.emulator:
-        return f"{endpoint.namespace.rsplit(':', 1)[0]}:{EMULATOR_ADMIN_PORT}"
     return None
 
 
 def connect(config: AzureServiceBusConfig, *, retry_total: int = 3) -> Connection:
     """The SDK clients for ``config`` (no I/O happens until they are used)."""
     endpoint = endpoint_of(config)
-    admin_endpoint = admin_endpoint_of(config, endpoint)
+    admin_endpoint = admin_endpoint_of(config)
     options: dict[str, Any] = {}
     admin_options: dict[str, Any] = {
         "transport": _PlainHttpTransport() if endpoint.emulator else AsyncioRequestsTransport()
