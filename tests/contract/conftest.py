@@ -54,22 +54,21 @@ def _sqs(request: pytest.FixtureRequest) -> ContractTarget:
 
 @pytest.fixture(scope="session")
 def servicebus_emulator() -> Iterator[Any]:
-    """Our Service Bus emulator (AMQP on a free port, its ATOM admin API on another)."""
+    """Our Service Bus emulator on a free port (AMQP, and its ATOM admin API on the same port)."""
     pytest.importorskip("proton", reason="the emulator needs queue-runtime[emulator]")
     emulator_module = pytest.importorskip("queue_runtime.testing.servicebus_emulator")
-    with emulator_module.running_emulator(admin_port=0) as emulator:
+    with emulator_module.running_emulator() as emulator:
         yield emulator
 
 
 def _azure(request: pytest.FixtureRequest) -> ContractTarget:
-    """The Service Bus adapter over AMQP to our emulator; queues through its admin API."""
+    """The Service Bus adapter over AMQP to our emulator, by its connection string alone
+    (queues through the emulator's ATOM admin API, with the administration client)."""
     sb = pytest.importorskip("queue_runtime.adapters.servicebus")
     emulator = request.getfixturevalue("servicebus_emulator")
     from queue_runtime import AzureServiceBusConfig
 
-    config = AzureServiceBusConfig(
-        connection_string=emulator.connection_string, admin_endpoint=emulator.admin_endpoint
-    )
+    config = AzureServiceBusConfig(connection_string=emulator.connection_string)
     return ContractTarget(
         name="azure",
         make_client=lambda: sb.ServiceBusQueueClient(config, default_timeout=timedelta(seconds=5)),

@@ -1,5 +1,5 @@
-"""Fixtures of the Service Bus adapter's tests: our emulator (AMQP and its ATOM admin API) once
-per test session, and an open adapter client on it."""
+"""Fixtures of the Service Bus adapter's tests: our emulator (AMQP and its ATOM admin API, on one
+port) once per test session, and an open adapter client on it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def emulator() -> Iterator[Any]:
     pytest.importorskip("proton", reason="the emulator needs queue-runtime[emulator]")
     from queue_runtime.testing.servicebus_emulator import running_emulator
 
-    with running_emulator(admin_port=0) as emulator:
+    with running_emulator() as emulator:
         yield emulator
 
 
@@ -31,11 +31,7 @@ def make_client(emulator: Any) -> Callable[..., Any]:
     from queue_runtime.adapters.servicebus import ServiceBusQueueClient
 
     def make(**settings: Any) -> ServiceBusQueueClient:
-        config = qr.AzureServiceBusConfig(
-            connection_string=emulator.connection_string,
-            admin_endpoint=emulator.admin_endpoint,
-            **settings,
-        )
+        config = qr.AzureServiceBusConfig(connection_string=emulator.connection_string, **settings)
         return ServiceBusQueueClient(config, default_timeout=timedelta(seconds=5))
 
     return make

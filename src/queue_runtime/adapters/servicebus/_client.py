@@ -19,13 +19,11 @@ from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessageBatch
 from azure.servicebus.exceptions import MessageSizeExceededError
 
 from ..._arguments import (
-    check_dead_letter_reason,
     check_max_messages,
     check_sequence_number,
     message_sequence,
     queue_definition,
     queue_name,
-    received_sequence,
     timeout_seconds,
 )
 from ..._capabilities import Capabilities
@@ -53,7 +51,7 @@ from ._errors import translate
 from ._naming import Entity, entity
 from ._peek import peek
 from ._sessions import MIN_WAIT, ServiceBusSessionClient
-from ._settlement import ABANDON, COMPLETE, DEAD_LETTER, Receipt, renew, settle, settle_all
+from ._settlement import Receipt, Settling, renew
 
 __all__ = ["ServiceBusQueueClient"]
 
@@ -71,7 +69,7 @@ _new_str = str.__new__
 UNKNOWN_SETTINGS: Final = QueueSettings()
 
 
-class ServiceBusQueueClient(ClientLifecycle, QueueClient):
+class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
     """Queues on Azure Service Bus (or the local emulator) through the async azure-servicebus SDK.
 
     ``config`` is a connection string or a namespace with an Azure identity, and where queue
@@ -432,33 +430,8 @@ class ServiceBusQueueClient(ClientLifecycle, QueueClient):
             "this message was received through a session: settle it through that session"
         )
 
-    async def complete_message(self, message: ReceivedMessage) -> None:
-        await settle(self._receipt(message), COMPLETE)
-
-    async def abandon_message(self, message: ReceivedMessage) -> None:
-        await settle(self._receipt(message), ABANDON)
-
-    async def dead_letter_message(
-        self,
-        message: ReceivedMessage,
-        *,
-        reason: str | None = None,
-        description: str | None = None,
-    ) -> None:
-        receipt = self._receipt(message)
-        check_dead_letter_reason(reason, description)
-        await settle(receipt, DEAD_LETTER, reason, description)
-
     async def renew_message_lock(self, message: ReceivedMessage) -> datetime:
         return await renew(self._receipt(message))
-
-    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
-        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
-        await settle_all(batch, COMPLETE)
-
-    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
-        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
-        await settle_all(batch, ABANDON)
 
     # -- peeking -------------------------------------------------------------------------
 

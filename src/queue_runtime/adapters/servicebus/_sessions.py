@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
 from ..._arguments import (
-    check_dead_letter_reason,
     check_max_messages,
     check_sequence_number,
-    received_sequence,
     timeout_seconds,
 )
 from ..._errors import QueueError, SessionLockLost, ValidationError
@@ -30,7 +28,7 @@ from ._codec import decode
 from ._connection import withdraw_credit
 from ._errors import translate
 from ._peek import peek
-from ._settlement import ABANDON, COMPLETE, DEAD_LETTER, Receipt, settle, settle_all
+from ._settlement import Receipt, Settling
 
 __all__ = ["MIN_WAIT", "ServiceBusSessionClient"]
 
@@ -40,7 +38,7 @@ _log = get_logger("adapters.servicebus")
 MIN_WAIT: Final = 0.05
 
 
-class ServiceBusSessionClient(SessionClient):
+class ServiceBusSessionClient(Settling, SessionClient):
     """A session of a Service Bus queue held by one session receiver."""
 
     def __init__(
@@ -140,31 +138,6 @@ class ServiceBusSessionClient(SessionClient):
             raise ValidationError("this message was not received through this session")
         self._check()
         return receipt
-
-    async def complete_message(self, message: ReceivedMessage) -> None:
-        await settle(self._receipt(message), COMPLETE)
-
-    async def abandon_message(self, message: ReceivedMessage) -> None:
-        await settle(self._receipt(message), ABANDON)
-
-    async def dead_letter_message(
-        self,
-        message: ReceivedMessage,
-        *,
-        reason: str | None = None,
-        description: str | None = None,
-    ) -> None:
-        receipt = self._receipt(message)
-        check_dead_letter_reason(reason, description)
-        await settle(receipt, DEAD_LETTER, reason, description)
-
-    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
-        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
-        await settle_all(batch, COMPLETE)
-
-    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
-        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
-        await settle_all(batch, ABANDON)
 
     async def peek_messages(
         self, *, max_messages: int = 10, from_sequence_number: int | None = None

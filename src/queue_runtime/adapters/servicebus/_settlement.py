@@ -15,12 +15,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from ..._arguments import check_dead_letter_reason, received_sequence
 from ..._errors import MessageLockLost, QueueError, ValidationError
 from ..._logging import get_logger
+from ..._messages import ReceivedMessage
 from ...ports import batch_settle_error
 from ._errors import translate
 
-__all__ = ["ABANDON", "COMPLETE", "DEAD_LETTER", "Receipt", "renew", "settle", "settle_all"]
+__all__ = [
+    "ABANDON",
+    "COMPLETE",
+    "DEAD_LETTER",
+    "Receipt",
+    "Settling",
+    "renew",
+    "settle",
+    "settle_all",
+]
 
 _log = get_logger("adapters.servicebus")
 
@@ -115,3 +126,36 @@ async def settle_all(batch: Sequence[tuple[str, Receipt]], action: str) -> None:
             settled.append(message_id)
     if failed:
         raise batch_settle_error(settled, failed)
+
+
+class Settling:
+    """The settlement methods of both ports, on ``_receipt`` (which checks that the message
+    is this client's or this session's to settle and returns its receipt)."""
+
+    def _receipt(self, message: ReceivedMessage) -> Receipt:
+        raise NotImplementedError
+
+    async def complete_message(self, message: ReceivedMessage) -> None:
+        await settle(self._receipt(message), COMPLETE)
+
+    async def abandon_message(self, message: ReceivedMessage) -> None:
+        await settle(self._receipt(message), ABANDON)
+
+    async def dead_letter_message(
+        self,
+        message: ReceivedMessage,
+        *,
+        reason: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        receipt = self._receipt(message)
+        check_dead_letter_reason(reason, description)
+        await settle(receipt, DEAD_LETTER, reason, description)
+
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
+        await settle_all(batch, COMPLETE)
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        batch = [(m.message_id, self._receipt(m)) for m in received_sequence(messages)]
+        await settle_all(batch, ABANDON)
