@@ -55,7 +55,8 @@ class CountingClient(SqsQueueClient):
 
     async def open(self) -> None:
         await super().open()
-        count_requests(self._sqs)
+        count_requests(self._connection.sqs)
+        count_requests(self._connection.poll_sqs)
 
 
 def make_messages(n: int, groups: int) -> list[tuple[str, bytes, dict[str, str]]]:

@@ -81,6 +81,12 @@ class AwsSqsConfig(_Model):
     max_message_size: int = Field(default=_MIB, gt=0, le=_MIB)
     #: Threads for boto3 calls (the event loop never blocks on one).
     max_workers: int = Field(default=16, ge=1, le=256)
+    #: Seconds to wait for a connection to SQS, per attempt.
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    #: Seconds to wait for an answer, per attempt (a long poll waits this on top of its wait).
+    read_timeout: float = Field(default=10.0, gt=0, le=300)
+    #: Attempts per call, the first included (botocore's standard retry mode).
+    max_attempts: int = Field(default=3, ge=1, le=10)
 
     @pydantic.model_validator(mode="after")
     def _keys_together(self) -> Self:
