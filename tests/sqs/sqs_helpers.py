@@ -13,6 +13,9 @@ from typing import Any
 
 import queue_runtime as qr
 
+REGION = "us-east-1"
+KEYS = {"access_key_id": "testing", "secret_access_key": "testing"}
+
 
 def url_of(boto: Any, sqs_name: str) -> str:
     return str(boto.get_queue_url(QueueName=sqs_name)["QueueUrl"])

@@ -11,16 +11,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqs_helpers import HungEndpoint, LossyProxy, url_of, worst_case_message
+from sqs_helpers import KEYS, REGION, HungEndpoint, LossyProxy, url_of, worst_case_message
 
 import queue_runtime as qr
 from queue_runtime.adapters.sqs import SqsQueueClient
 from queue_runtime.adapters.sqs._codec import encode
 
 pytestmark = pytest.mark.asyncio
-
-REGION = "us-east-1"
-KEYS = {"access_key_id": "testing", "secret_access_key": "testing"}
 
 
 @pytest.fixture

@@ -10,15 +10,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqs_helpers import LossyProxy
+from sqs_helpers import KEYS, REGION, LossyProxy
 
 import queue_runtime as qr
 from queue_runtime.adapters.sqs import SqsQueueClient
 
 pytestmark = pytest.mark.asyncio
-
-REGION = "us-east-1"
-KEYS = {"access_key_id": "testing", "secret_access_key": "testing"}
 
 
 @pytest.fixture
@@ -160,3 +157,25 @@ async def test_lock_loss_is_a_warning(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert any("lost-1" in r.getMessage() for r in warnings)
     await client.delete_queue(name)
+
+
+async def test_botocore_retries_are_warnings(
+    moto_server: str, name: qr.QueueName, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = LossyProxy(moto_server, set())
+    config = qr.AwsSqsConfig(region=REGION, endpoint_url=proxy.url, max_attempts=2, **KEYS)
+    try:
+        async with SqsQueueClient(config) as client:
+            await client.create_queue(name)
+            proxy.lose.add("SendMessage")
+            with (
+                caplog.at_level(logging.WARNING, logger="queue_runtime.adapters.sqs"),
+                pytest.raises(qr.ConnectionError),
+            ):
+                await client.send_message(name, qr.Message(b"x"))
+            proxy.lose.clear()
+            assert proxy.lost == ["SendMessage", "SendMessage"]  # tried twice in all
+            assert any("retrying, attempt 2" in r.getMessage() for r in caplog.records)
+            await client.delete_queue(name)
+    finally:
+        proxy.close()

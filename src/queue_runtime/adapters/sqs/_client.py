@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
-from ..._arguments import check_max_messages, queue_name, timeout_seconds
+from ..._arguments import check_max_messages, queue_definition, queue_name, timeout_seconds
 from ..._capabilities import Capabilities
 from ..._clock import to_seconds
 from ..._errors import ConfigurationError, ValidationError
@@ -147,7 +147,7 @@ class SqsQueueClient(ClientLifecycle, QueueClient):
         dead_letter_on_expiration: bool = False,
     ) -> None:
         self._check_open()
-        await self._queues.create(
+        name, settings = queue_definition(
             queue,
             requires_session=requires_session,
             max_delivery_count=max_delivery_count,
@@ -155,6 +155,7 @@ class SqsQueueClient(ClientLifecycle, QueueClient):
             default_message_ttl=default_message_ttl,
             dead_letter_on_expiration=dead_letter_on_expiration,
         )
+        await self._queues.create(name, settings)
 
     async def delete_queue(self, queue: QueueName | str) -> None:
         self._check_open()

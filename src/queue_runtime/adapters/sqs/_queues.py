@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..._arguments import queue_definition
 from ..._errors import ConfigurationError, QueueAlreadyExists, QueueNotFound, ValidationError
 from ..._names import QueueName
 from ...engine import QueueSettings
@@ -79,25 +78,9 @@ class QueueDirectory:
 
     # -- create and delete ---------------------------------------------------------------
 
-    async def create(
-        self,
-        queue: QueueName | str,
-        *,
-        requires_session: bool,
-        max_delivery_count: int,
-        lock_duration: Any,
-        default_message_ttl: Any,
-        dead_letter_on_expiration: bool,
-    ) -> None:
-        """``create_queue``: a no-op when SQS has the queue with these settings."""
-        name, settings = queue_definition(
-            queue,
-            requires_session=requires_session,
-            max_delivery_count=max_delivery_count,
-            lock_duration=lock_duration,
-            default_message_ttl=default_message_ttl,
-            dead_letter_on_expiration=dead_letter_on_expiration,
-        )
+    async def create(self, name: QueueName, settings: QueueSettings) -> None:
+        """``create_queue`` (``settings`` checked by the core's `queue_definition`): a no-op
+        when SQS has the queue with these settings."""
         lock = settings.lock_duration
         if lock != int(lock) or not 1 <= lock <= _MAX_VISIBILITY:
             raise ValidationError(
