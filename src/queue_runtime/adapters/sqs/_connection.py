@@ -132,7 +132,8 @@ class SqsConnection:
         self.check_open()
         assert self._executor is not None
         if LOG.isEnabledFor(logging.DEBUG):
-            LOG.debug("SQS %s on %s %s", operation, queue_of(params.get("QueueUrl")), about)
+            queue = queue_of(params.get("QueueUrl") or params.get("QueueName"))
+            LOG.debug("SQS %s on %s %s", operation, queue, about)
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, self.invoke, operation, params
