@@ -74,6 +74,37 @@ async def test_a_cancelled_abandon_spends_the_receipt(
     await client.delete_queue(name)
 
 
+async def test_a_cancelled_dead_lettering_is_not_left_half_way(
+    client: SqsQueueClient, name: qr.QueueName
+) -> None:
+    await client.create_queue(name, lock_duration=10)
+    await client.send_message(name, qr.Message(b"x"))
+    got = await client.receive_message(name, timeout=5)
+    assert got is not None
+    sent, go = threading.Event(), threading.Event()
+
+    def hold(**_: Any) -> None:  # the send to the dead-letter queue is leaving
+        sent.set()
+        go.wait(5)
+
+    events = client._connection.sqs.meta.events
+    events.register("before-send.sqs.SendMessage", hold)
+    moving = asyncio.ensure_future(client.dead_letter_message(got, reason="bad"))
+    await asyncio.to_thread(sent.wait, 5)
+    moving.cancel()  # between the send and the delete, were it cancellable
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await moving
+    events.unregister("before-send.sqs.SendMessage", hold)
+    with pytest.raises(qr.MessageLockLost):  # being settled, then settled
+        await client.complete_message(got)
+    dead = await client.receive_message(qr.QueueName(name).dead_letter, timeout=5)
+    assert dead is not None and dead.dead_letter_reason == "bad"
+    await client.complete_message(dead)
+    assert await client.receive_message(name, timeout=0) is None  # the delete ran too
+    await client.delete_queue(name)
+
+
 async def test_a_lost_settlement_reply_spends_the_receipt(
     lossy_client: SqsQueueClient, lossy: LossyProxy, name: qr.QueueName
 ) -> None:
