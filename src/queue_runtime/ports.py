@@ -43,7 +43,9 @@ class SessionClient(abc.ABC):
 
     The session lock lasts the queue's ``lock_duration`` and is never renewed by the client
     itself. Once it lapses every operation raises `SessionLockLost`, and the session's
-    unsettled messages become available again (to whoever accepts the session next).
+    unsettled messages become available again (to whoever accepts the session next). Its
+    messages are settled only through this object. ``timeout=None`` waits the client's
+    configured ``default_timeout`` (30 seconds unless set); ``0`` does not wait.
     """
 
     @property
@@ -175,7 +177,11 @@ class SessionClient(abc.ABC):
 
 class QueueClient(abc.ABC):
     """A connection to one provider's queues. Use as ``async with client:`` (or ``open`` and
-    ``aclose``); creating a client does no I/O, and a closed client refuses further use."""
+    ``aclose``); creating a client does no I/O, and a closed client refuses further use.
+
+    Every ``timeout`` takes seconds or a `timedelta`: ``0`` means do not wait, ``None`` (the
+    default) the client's configured ``default_timeout`` (30 seconds unless set).
+    """
 
     @property
     @abc.abstractmethod

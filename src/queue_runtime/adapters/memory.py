@@ -314,14 +314,20 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
         raise ValidationError("this message was not received through this client's broker")
 
     async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
-        for message in received_sequence(messages):
-            self._receipt(message)  # every message is checked before any is settled
-        await settle_each(self.complete_message, messages)
+        await settle_each(self.complete_message, self._own(messages))
 
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await settle_each(self.abandon_message, self._own(messages))
+
+    def _own(self, messages: Sequence[ReceivedMessage]) -> Sequence[ReceivedMessage]:
+        """``messages`` once each is known to be this client's to settle (a batch is checked
+        whole before any of it is settled)."""
         for message in received_sequence(messages):
-            self._receipt(message)
-        await settle_each(self.abandon_message, messages)
+            if self._receipt(message)[3]:
+                raise ValidationError(
+                    "a session message is settled only through the SessionClient that received it"
+                )
+        return messages
 
     async def complete_message(self, message: ReceivedMessage) -> None:
         receipt = message.receipt if type(message) is ReceivedMessage else None
@@ -470,14 +476,15 @@ class InMemorySessionClient(SessionClient):
         )
 
     async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
-        for message in received_sequence(messages):
-            self._receipt(message)
-        await settle_each(self.complete_message, messages)
+        await settle_each(self.complete_message, self._own(messages))
 
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await settle_each(self.abandon_message, self._own(messages))
+
+    def _own(self, messages: Sequence[ReceivedMessage]) -> Sequence[ReceivedMessage]:
         for message in received_sequence(messages):
             self._receipt(message)
-        await settle_each(self.abandon_message, messages)
+        return messages
 
     async def peek_messages(
         self, *, max_messages: int = 10, from_sequence_number: int | None = None
