@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import itertools
 import socket
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -129,3 +131,35 @@ def worst_case_message(size: int, *, session_id: str | None) -> qr.Message:
         message_id="i" * 128,
         time_to_live=timedelta.max,
     )
+
+
+@contextlib.contextmanager
+def held_request(
+    client: Any, operation: str
+) -> Iterator[Callable[[asyncio.Future[Any]], Awaitable[None]]]:
+    """Hold ``client``'s ``operation`` request in its pool thread just before it leaves;
+    ``await release(task)`` waits until it is held, cancels ``task`` (which must raise
+    `CancelledError`) and lets the request go on to SQS."""
+    held, go = threading.Event(), threading.Event()
+
+    def hold(**_: Any) -> None:
+        held.set()
+        go.wait(5)
+
+    async def release(task: asyncio.Future[Any]) -> None:
+        await asyncio.to_thread(held.wait, 5)
+        task.cancel()
+        go.set()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return
+        raise AssertionError("the cancelled call did not raise CancelledError")
+
+    events = client._connection.sqs.meta.events
+    events.register(f"before-send.sqs.{operation}", hold)
+    try:
+        yield release
+    finally:
+        go.set()
+        events.unregister(f"before-send.sqs.{operation}", hold)

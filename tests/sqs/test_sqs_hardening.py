@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqs_helpers import KEYS, REGION, HungEndpoint, LossyProxy, url_of, worst_case_message
+from sqs_helpers import (
+    KEYS,
+    REGION,
+    HungEndpoint,
+    LossyProxy,
+    held_request,
+    url_of,
+    worst_case_message,
+)
 
 import queue_runtime as qr
 from queue_runtime.adapters.sqs import SqsQueueClient
@@ -46,21 +53,9 @@ async def test_a_cancelled_abandon_spends_the_receipt(
     await client.send_message(name, qr.Message(b"x"))
     got = await client.receive_message(name, timeout=5)
     assert got is not None
-    sent, go = threading.Event(), threading.Event()
-
-    def hold(**_: Any) -> None:  # in the pool thread, just before the request leaves
-        sent.set()
-        go.wait(5)
-
-    events = client._connection.sqs.meta.events
-    events.register("before-send.sqs.ChangeMessageVisibility", hold)
-    abandon = asyncio.ensure_future(client.abandon_message(got))
-    await asyncio.to_thread(sent.wait, 5)
-    abandon.cancel()  # the request is on its way: SQS will make the message visible
-    go.set()
-    with pytest.raises(asyncio.CancelledError):
-        await abandon
-    events.unregister("before-send.sqs.ChangeMessageVisibility", hold)
+    with held_request(client, "ChangeMessageVisibility") as release:
+        abandon = asyncio.ensure_future(client.abandon_message(got))
+        await release(abandon)  # cancelled on its way: SQS makes the message visible
     # another consumer (another process: raw boto3) receives it
     raw = boto.receive_message(QueueUrl=url_of(boto, str(name)), WaitTimeSeconds=5)
     assert len(raw["Messages"]) == 1
@@ -81,21 +76,9 @@ async def test_a_cancelled_dead_lettering_is_not_left_half_way(
     await client.send_message(name, qr.Message(b"x"))
     got = await client.receive_message(name, timeout=5)
     assert got is not None
-    sent, go = threading.Event(), threading.Event()
-
-    def hold(**_: Any) -> None:  # the send to the dead-letter queue is leaving
-        sent.set()
-        go.wait(5)
-
-    events = client._connection.sqs.meta.events
-    events.register("before-send.sqs.SendMessage", hold)
-    moving = asyncio.ensure_future(client.dead_letter_message(got, reason="bad"))
-    await asyncio.to_thread(sent.wait, 5)
-    moving.cancel()  # between the send and the delete, were it cancellable
-    go.set()
-    with pytest.raises(asyncio.CancelledError):
-        await moving
-    events.unregister("before-send.sqs.SendMessage", hold)
+    with held_request(client, "SendMessage") as release:  # the send to the dead-letter queue
+        moving = asyncio.ensure_future(client.dead_letter_message(got, reason="bad"))
+        await release(moving)  # cancelled between the send and the delete
     with pytest.raises(qr.MessageLockLost):  # being settled, then settled
         await client.complete_message(got)
     dead = await client.receive_message(qr.QueueName(name).dead_letter, timeout=5)

@@ -93,6 +93,10 @@ class Settler:
         self._queues = queues
         self._max_size = max_size
         self._running: set[asyncio.Future[Any]] = set()
+        #: Batch settlements started in this loop iteration, per operation, to send together.
+        self._joining: dict[
+            str, list[tuple[list[Receipt], asyncio.Future[dict[Receipt, QueueError | None]]]]
+        ] = {}
 
     def receipt(self, message: ReceivedMessage, holder: Lease | None) -> Receipt:
         """The receipt of ``message``, checked: this adapter, this endpoint, this holder."""
@@ -200,7 +204,7 @@ class Settler:
         """Complete in as few ``DeleteMessageBatch`` requests as SQS allows (10 each)."""
         reserved, settled, failed = self._reserve_all(messages, holder)
         if reserved:
-            await self._shielded(self._batch(reserved, "DeleteMessageBatch", settled, failed))
+            await self._shielded(self._joined(reserved, "DeleteMessageBatch", settled, failed))
         if failed:
             raise batch_settle_error(settled, failed)
 
@@ -220,7 +224,7 @@ class Settler:
                     else:
                         settled.append(_id(receipt))
             if plain:
-                await self._batch(plain, "ChangeMessageVisibilityBatch", settled, failed)
+                await self._joined(plain, "ChangeMessageVisibilityBatch", settled, failed)
 
         if reserved:
             await self._shielded(abandon())
@@ -244,14 +248,59 @@ class Settler:
                 reserved.append(receipt)
         return reserved, [], failed
 
-    async def _batch(
+    async def _joined(
         self,
         receipts: list[Receipt],
         operation: str,
         settled: list[str],
         failed: list[tuple[str, QueueError]],
     ) -> None:
-        """Delete or release reserved messages, 10 per request, noting each outcome."""
+        """`_batch` of ``receipts``, sharing requests with the batch settlements of the same
+        kind that other callers start in this loop iteration (sessions settling concurrently:
+        SQS charges per request); notes each receipt's outcome in ``settled``/``failed``."""
+        loop = asyncio.get_running_loop()
+        joining = self._joining.get(operation)
+        if joining is None:
+            joining = self._joining[operation] = []
+            loop.call_soon(self._start_joined, operation)
+        outcome: asyncio.Future[dict[Receipt, QueueError | None]] = loop.create_future()
+        joining.append((receipts, outcome))
+        outcomes = await outcome
+        for receipt in receipts:
+            error = outcomes[receipt]
+            if error is None:
+                settled.append(_id(receipt))
+            else:
+                failed.append((_id(receipt), error))
+
+    def _start_joined(self, operation: str) -> None:
+        joined = self._joining.pop(operation)
+        task = asyncio.ensure_future(self._run_joined(operation, joined))
+        self._running.add(task)
+        task.add_done_callback(self._done)
+
+    async def _run_joined(
+        self,
+        operation: str,
+        joined: list[tuple[list[Receipt], asyncio.Future[dict[Receipt, QueueError | None]]]],
+    ) -> None:
+        try:
+            outcomes = await self._batch([r for receipts, _ in joined for r in receipts], operation)
+        except BaseException as exc:
+            for _, outcome in joined:
+                if not outcome.done():
+                    outcome.set_exception(exc)
+            raise
+        for _, outcome in joined:
+            if not outcome.done():
+                outcome.set_result(outcomes)
+
+    async def _batch(
+        self, receipts: list[Receipt], operation: str
+    ) -> dict[Receipt, QueueError | None]:
+        """Delete or release reserved messages, 10 per request; each one's outcome (None:
+        settled)."""
+        outcomes: dict[Receipt, QueueError | None] = {}
         by_url: dict[str, list[Receipt]] = {}
         for receipt in receipts:
             by_url.setdefault(receipt.url, []).append(receipt)
@@ -277,7 +326,7 @@ class Settler:
                     for receipt in chunk:
                         self._failed(receipt, exc)
                         if isinstance(exc, QueueError):
-                            failed.append((_id(receipt), exc))
+                            outcomes[receipt] = exc
                     if not isinstance(exc, QueueError):
                         for later in receipts:
                             if later.entry.busy and not later.entry.settled:
@@ -292,13 +341,14 @@ class Settler:
                             receipt.state.settled(receipt.entry)
                         else:
                             receipt.state.released(receipt.entry)
-                        settled.append(_id(receipt))
+                        outcomes[receipt] = None
                         continue
                     error = entry_error(operation, item)
                     self._failed(receipt, error)
-                    failed.append((_id(receipt), error))
+                    outcomes[receipt] = error
                 if operation == "ChangeMessageVisibilityBatch":
                     chunk[0].state.wake_all()
+        return outcomes
 
     def _failed(self, receipt: Receipt, exc: BaseException) -> None:
         _after_failure(receipt.state, receipt.entry, exc, "settlement")
