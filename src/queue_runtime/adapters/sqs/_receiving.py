@@ -25,7 +25,7 @@ from ._connection import LOG, LONG_POLL, Ids, SqsConnection, queue_of
 from ._errors import translate_errors
 from ._queues import QueueDirectory, QueueInfo
 from ._registry import Entry, Group, Lease, QueueState
-from ._settlement import Doomed, Receipt, Settler
+from ._settlement import Doomed, Receipt, Settler, entry_ids
 
 __all__ = ["Receiver"]
 
@@ -250,6 +250,12 @@ class Receiver:
         if connection.closing:
             # the client is closing and keeps nothing: back to SQS with them, in order
             released = state.release_all(self)
+            if released and LOG.isEnabledFor(logging.DEBUG):
+                LOG.debug(
+                    "SQS ChangeMessageVisibilityBatch on %s (closing) %s",
+                    queue_of(url),
+                    entry_ids(released),
+                )
             with contextlib.suppress(QueueError, RuntimeError):
                 for first in range(0, len(released), MAX_BATCH):
                     connection.invoke(

@@ -38,7 +38,7 @@ from ._naming import dead_letter_dedup_id, group_id
 from ._queues import QueueDirectory, QueueInfo
 from ._registry import Entry, Lease, QueueState
 
-__all__ = ["Doomed", "Receipt", "Settler"]
+__all__ = ["Doomed", "Receipt", "Settler", "entry_ids"]
 
 #: Messages a receive must dispose of instead of delivering: (entry, "expired" | "spent").
 Doomed = list[tuple[Entry, str]]
@@ -318,7 +318,7 @@ class Settler:
                     response = await self._queues.call(
                         chunk[0].info,
                         operation,
-                        about=_Ids(chunk),
+                        about=entry_ids(chunk),
                         QueueUrl=url,
                         Entries=entries,
                     )
@@ -372,7 +372,7 @@ class Settler:
             await self._queues.call(
                 info,
                 operation,
-                about=_Ids((entry,)),
+                about=entry_ids((entry,)),
                 ReceiptHandle=entry.incoming.receipt_handle,
                 **params,
             )
@@ -414,7 +414,7 @@ class Settler:
             params["MessageDeduplicationId"] = dead_letter_dedup_id(incoming.sqs_id)
         if not entry.moved:  # a retry after a failed delete does not send again
             try:
-                await self._queues.call(info, "SendMessage", about=_Ids((entry,)), **params)
+                await self._queues.call(info, "SendMessage", about=entry_ids((entry,)), **params)
             except BaseException as exc:
                 _after_failure(state, entry, exc, "dead-lettering")
                 raise
@@ -443,7 +443,7 @@ class Settler:
             chunk = entries[start : start + MAX_BATCH]
             response = await self._connection.call(
                 "ChangeMessageVisibilityBatch",
-                about=_Ids(chunk),
+                about=entry_ids(chunk),
                 QueueUrl=url,
                 Entries=[
                     {
@@ -469,7 +469,7 @@ class Settler:
             refused = await self.set_visibility(info.url, entries, seconds)
             state.extended([e for e in entries if e not in refused], start, start_wall, seconds)
             for entry in refused:
-                LOG.warning("SQS refused an extension, lock lost: %s", _Ids((entry,)))
+                LOG.warning("SQS refused an extension, lock lost: %s", entry_ids((entry,)))
                 state.lost(entry)
         return start, start_wall
 
@@ -498,7 +498,7 @@ class Settler:
                 await self.set_visibility(url, release, 0)
 
 
-def _Ids(items: Sequence[Entry | Receipt]) -> Ids:  # noqa: N802 - reads like the class
+def entry_ids(items: Sequence[Entry | Receipt]) -> Ids:
     """Ids of held entries or receipts for a log line (formatted only if written)."""
     return Ids(items, _message_of)
 
@@ -513,7 +513,7 @@ def _reserve(receipt: Receipt) -> None:
     try:
         receipt.state.reserve(receipt.entry, receipt.token)
     except (MessageLockLost, SessionLockLost) as exc:
-        LOG.warning("settlement refused: %s: %s", exc.message, _Ids((receipt,)))
+        LOG.warning("settlement refused: %s: %s", exc.message, entry_ids((receipt,)))
         raise
 
 
@@ -529,10 +529,10 @@ def _after_failure(
     entry is lost; if SQS may have done it (answer lost, cancelled) the receipt is spent; on
     any other failure it is unreserved (still held, nothing happened)."""
     if isinstance(exc, MessageLockLost):
-        LOG.warning("SQS %s: lock lost: %s", what, _Ids((entry,)))
+        LOG.warning("SQS %s: lock lost: %s", what, entry_ids((entry,)))
         state.lost(entry)
     elif spend_if_unknown and unknown_outcome(exc):
-        LOG.warning("SQS %s: outcome unknown, receipt spent: %s", what, _Ids((entry,)))
+        LOG.warning("SQS %s: outcome unknown, receipt spent: %s", what, entry_ids((entry,)))
         state.lost(entry)
     else:
         state.unreserve(entry)
