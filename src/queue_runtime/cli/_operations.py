@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from queue_runtime import (
     BatchSendError,
@@ -42,18 +44,18 @@ _PAGE = 10
 class StopSignal:
     """Set by SIGINT/SIGTERM; long loops look at it only between whole units of work."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.signal: int | None = None
+        self._loop = loop
         self._event = asyncio.Event()
 
     def requested(self) -> bool:
         return self.signal is not None
 
     def set(self, signum: int) -> None:
-        if self.signal is None:
-            _log.info("stop requested by signal %d; finishing the current message", signum)
+        """Note the signal (safe inside a signal handler: only a flag and a loop wake-up)."""
         self.signal = signum
-        self._event.set()
+        self._loop.call_soon_threadsafe(self._event.set)
 
     async def wait(self) -> None:
         """Return once a stop signal came."""
@@ -62,21 +64,27 @@ class StopSignal:
 
 @asynccontextmanager
 async def stop_on_signals() -> AsyncIterator[StopSignal]:
-    """SIGINT and SIGTERM set the returned flag instead of interrupting anything."""
-    stop = StopSignal()
-    loop = asyncio.get_running_loop()
-    installed: list[int] = []
-    for signum in (int(signal.SIGINT), int(signal.SIGTERM)):
-        try:
-            loop.add_signal_handler(signum, stop.set, signum)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, Windows
-            continue
-        installed.append(signum)
+    """SIGINT and SIGTERM set the returned flag instead of interrupting anything.
+
+    A plain ``signal.signal`` handler, not the loop's: it runs as soon as the signal lands,
+    even while the loop never gets to poll (an in-memory adapter's calls complete at once).
+    """
+    stop = StopSignal(asyncio.get_running_loop())
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.signal is None:
+            _log.info("stop requested by signal %d; finishing the current message", signum)
+        stop.set(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handler)
     try:
         yield stop
     finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def peek_unsupported(client: QueueClient) -> UnsupportedOperation:
