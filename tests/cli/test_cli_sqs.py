@@ -151,3 +151,69 @@ async def _drain(client: qr.QueueClient, queue: str) -> list[str]:
             ids.append(message.message_id)
             await client.complete_message(message)
     return ids
+
+
+def test_ingress_github_command_enqueues_signed_events(sqs_url: str, name: str) -> None:
+    pytest.importorskip("uvicorn")
+    import socket
+    import uuid
+
+    import httpx
+
+    from queue_runtime.ingress import sign
+
+    asyncio.run(_create(sqs_url, name))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "QUEUE_RUNTIME_URL": sqs_url, "GITHUB_WEBHOOK_SECRET": "s3cret"}
+    argv = [*entry_point(), "ingress", "github", "--queue", name, "--port", str(port)]
+    no_secret = {k: v for k, v in env.items() if k != "GITHUB_WEBHOOK_SECRET"}
+    refused = subprocess.run(argv, env=no_secret, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "GITHUB_WEBHOOK_SECRET" in refused.stderr
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        body = json.dumps(
+            {"number": 5, "pull_request": {"number": 5}, "repository": {"full_name": "octo/hello"}}
+        ).encode()
+        delivery = str(uuid.uuid4())
+        headers = {
+            "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": sign("s3cret", body),
+        }
+        assert httpx.post(f"{base}/webhook", content=body, headers=headers).status_code == 202
+        headers["X-Hub-Signature-256"] = sign("wrong", body)
+        assert httpx.post(f"{base}/webhook", content=body, headers=headers).status_code == 401
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    got = asyncio.run(_receive_session(sqs_url, name))
+    assert [(m.message_id, m.session_id) for m in got] == [(delivery, "octo/hello#5")]
+
+
+async def _create(url: str, queue: str) -> None:
+    async with qr.create_client(url) as client:
+        await client.create_queue(queue, requires_session=True)
+
+
+async def _receive_session(url: str, queue: str) -> list[qr.ReceivedMessage]:
+    async with qr.create_client(url) as client:
+        session = await client.accept_session(queue, timeout=2)
+        assert session is not None
+        async with session:
+            got = await session.receive_messages(timeout=2)
+            for message in got:
+                await session.complete_message(message)
+            return got

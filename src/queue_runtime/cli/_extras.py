@@ -3,22 +3,26 @@ that run until stopped, each built on an optional part loaded only when it is as
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 
-from queue_runtime import ConfigurationError, QueueName
+from queue_runtime import ConfigurationError, QueueName, create_client
 
 from ._common import Settings, open_client, pass_settings, run
 from ._operations import stop_on_signals
 from ._render import say
 
 __all__ = ["COMMANDS", "load_handler"]
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _optional(module: str, attribute: str | None, what: str) -> Any:
@@ -256,13 +260,26 @@ def webhook(
 
 
 def _serve(settings: Settings, host: str, port: int, build: Callable[[Any], Any]) -> None:
-    uvicorn = _optional("uvicorn", None, "the ingress server (extra [ingress])")
-    from queue_runtime import create_client
+    _optional("uvicorn", None, "the ingress server (extra [ingress])")
+    import uvicorn
 
     app = build(create_client(settings.url))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+
+    class Server(uvicorn.Server):
+        """Stops gracefully on SIGINT/SIGTERM and exits 0 (uvicorn re-raises the signal)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {s: signal.signal(s, self.handle_exit) for s in _STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+
     say(f"listening on http://{host}:{port}")
-    uvicorn.Server(config).run()
+    Server(config).run()
 
 
 COMMANDS = [worker, emulator, ingress]

@@ -83,8 +83,8 @@ async def stop_on_signals() -> AsyncIterator[StopSignal]:
     try:
         yield stop
     finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 def peek_unsupported(client: QueueClient) -> UnsupportedOperation:
