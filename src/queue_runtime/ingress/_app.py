@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -95,10 +94,13 @@ class _Ingress:
         self._client = client
         self._queue = queue
         self._key = secret_bytes(secret)
-        self._signature_header = signature_header.lower()
+        # raw ASGI header names (lower-case bytes): one dict per request, no per-lookup scans
+        self._signature_header = signature_header.lower().encode("latin-1")
         self._prefix = signature_prefix
-        self._event_header = event_header
-        self._delivery_header = delivery_header
+        self._event_header = event_header.lower().encode("latin-1") if event_header else None
+        self._delivery_header = (
+            delivery_header.lower().encode("latin-1") if delivery_header else None
+        )
         self._route = route
         limit = client.capabilities.max_message_size
         self._limit = limit if max_body_size is None else min(max_body_size, limit)
@@ -106,10 +108,11 @@ class _Ingress:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_size = replay_cache_size
 
-    async def _body(self, request: Request) -> bytes | None:
-        """The body, or ``None`` as soon as it is known to exceed the limit."""
+    async def _body(self, request: Request, raw: dict[bytes, bytes]) -> bytes | None:
+        """The body, or ``None`` as soon as it is known to exceed the limit: at once by its
+        Content-Length, else when the chunks received so far pass it (the rest is not read)."""
         limit = self._limit
-        declared = request.headers.get("content-length")
+        declared = raw.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
         chunks: list[bytes] = []
@@ -122,21 +125,22 @@ class _Ingress:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def webhook(self, request: Request) -> Response:
-        body = await self._body(request)
+        raw: dict[bytes, bytes] = dict(request.scope["headers"])
+        body = await self._body(request, raw)
         if body is None:
             return _answer(413, f"body over {self._limit} bytes")
-        headers = request.headers
-        if not verify(self._key, body, headers.get(self._signature_header), self._prefix):
+        if not verify(self._key, body, _text(raw.get(self._signature_header)), self._prefix):
             _log.warning("refused a delivery with a missing or wrong signature")
             return _answer(401, "missing or wrong signature")
         try:
-            body, payload = _payload(body, headers)
-            delivery_id = headers.get(self._delivery_header) if self._delivery_header else None
+            body, payload = _payload(body, _text(raw.get(b"content-type")) or "")
             event = WebhookEvent(
-                name=headers.get(self._event_header) if self._event_header else None,
-                delivery_id=delivery_id,
+                name=_text(raw.get(self._event_header)) if self._event_header else None,
+                delivery_id=(
+                    _text(raw.get(self._delivery_header)) if self._delivery_header else None
+                ),
                 payload=payload,
-                headers=headers,
+                headers=request.headers,
             )
             delivery = self._route(event)
         except Rejected as exc:
@@ -188,9 +192,13 @@ class _Ingress:
         return JSONResponse({"status": "ok", "queue": str(self._queue)})
 
 
-def _payload(body: bytes, headers: Headers) -> tuple[bytes, Any]:
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _payload(body: bytes, content_type: str) -> tuple[bytes, Any]:
     """The JSON document of a delivery (also from GitHub's form-encoded ``payload=``)."""
-    if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+    if content_type.startswith("application/x-www-form-urlencoded"):
         fields = parse_qs(body.decode("utf-8", "replace"))
         if "payload" not in fields:
             raise Rejected("form-encoded delivery without a payload field")
