@@ -7,9 +7,9 @@ import click
 from queue_runtime import QueueName
 
 from ._common import INTERRUPTED, Settings, open_client, pass_settings, run
-from ._messages import json_option
-from ._operations import RedriveReport, peek, purge, redrive, stop_on_signals
-from ._render import Tracker, echo_json, message_record, print_messages, say
+from ._messages import json_option, show_peeked
+from ._operations import RedriveReport, purge, redrive, stop_on_signals
+from ._render import Tracker, echo_json, say
 
 __all__ = ["COMMANDS"]
 
@@ -34,19 +34,7 @@ def dlq() -> None:
 @pass_settings
 def list_(settings: Settings, name: str, count: int, as_json: bool) -> None:
     """Show the dead letters of NAME with their reasons and descriptions (needs peek)."""
-    queue = QueueName(name)
-
-    async def main() -> list[dict[str, object]] | None:
-        async with open_client(settings) as client:
-            found = await peek(client, queue.dead_letter, count)
-            if as_json:
-                return [message_record(m) for m in found]
-            print_messages(found, dead_letter=True)
-            return None
-
-    records = run(main())
-    if records is not None:
-        echo_json(records)
+    show_peeked(settings, QueueName(name), count, dead_letter=True, as_json=as_json)
 
 
 @dlq.command("redrive")

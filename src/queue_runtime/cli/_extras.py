@@ -182,20 +182,15 @@ def github(
     max_body_size: int | None,
 ) -> None:
     """GitHub webhooks (secret from $GITHUB_WEBHOOK_SECRET), ordered per PR, issue or ref."""
-    secret = _secret("GITHUB_WEBHOOK_SECRET")
-    module = _optional("queue_runtime.ingress", None, "the ingress (extra [ingress])")
     _serve(
         settings,
+        "github_app",
         host,
         port,
-        lambda client: module.github_app(
-            client,
-            QueueName(queue_name),
-            secret=secret,
-            path=path,
-            max_body_size=max_body_size,
-            close_client=True,
-        ),
+        queue=QueueName(queue_name),
+        secret=_secret("GITHUB_WEBHOOK_SECRET"),
+        path=path,
+        max_body_size=max_body_size,
     )
 
 
@@ -237,33 +232,31 @@ def webhook(
     """Any JSON webhook signed with HMAC-SHA256 in a header; session from a pointer or header."""
     if session_pointer is not None and session_header is not None:
         raise click.UsageError("--session-pointer and --session-header exclude each other")
-    secret = _secret(secret_env)
-    module = _optional("queue_runtime.ingress", None, "the ingress (extra [ingress])")
     _serve(
         settings,
+        "webhook_app",
         host,
         port,
-        lambda client: module.webhook_app(
-            client,
-            QueueName(queue_name),
-            secret=secret,
-            signature_header=signature_header,
-            signature_prefix=signature_prefix,
-            session_pointer=session_pointer,
-            session_header=session_header,
-            message_id_header=message_id_header,
-            path=path,
-            max_body_size=max_body_size,
-            close_client=True,
-        ),
+        queue=QueueName(queue_name),
+        secret=_secret(secret_env),
+        signature_header=signature_header,
+        signature_prefix=signature_prefix,
+        session_pointer=session_pointer,
+        session_header=session_header,
+        message_id_header=message_id_header,
+        path=path,
+        max_body_size=max_body_size,
     )
 
 
-def _serve(settings: Settings, host: str, port: int, build: Callable[[Any], Any]) -> None:
+def _serve(settings: Settings, factory: str, host: str, port: int, **options: Any) -> None:
+    """Serve ``queue_runtime.ingress.<factory>(client, **options)`` under uvicorn until
+    SIGINT/SIGTERM; the app opens and closes the client."""
+    build = _optional("queue_runtime.ingress", factory, "the ingress (extra [ingress])")
     _optional("uvicorn", None, "the ingress server (extra [ingress])")
     import uvicorn
 
-    app = build(create_client(settings.url))
+    app = build(create_client(settings.url), close_client=True, **options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
 
     class Server(uvicorn.Server):

@@ -14,7 +14,7 @@ from ._operations import peek as peek_messages
 from ._operations import receive as receive_messages
 from ._render import Tracker, echo_json, message_record, print_messages, say
 
-__all__ = ["COMMANDS", "json_option", "parse_attributes"]
+__all__ = ["COMMANDS", "json_option", "parse_attributes", "show_peeked"]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -135,7 +135,18 @@ def peek(
     as_json: bool,
 ) -> None:
     """Show up to N messages of NAME in order without locking them or counting a delivery."""
-    queue = QueueName(name)
+    show_peeked(settings, QueueName(name), count, dead_letter, as_json, from_sequence)
+
+
+def show_peeked(
+    settings: Settings,
+    queue: QueueName,
+    count: int,
+    dead_letter: bool,
+    as_json: bool,
+    from_sequence: int | None = None,
+) -> None:
+    """Peek at ``queue`` (or its dead letters) and print a table, or JSON records."""
     target = queue.dead_letter if dead_letter else queue
 
     async def main() -> list[dict[str, object]] | None:
