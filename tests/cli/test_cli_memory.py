@@ -13,9 +13,6 @@ import pytest
 
 import queue_runtime as qr
 
-HAS_PEEK = "peek" in qr.Capabilities()
-needs_peek = pytest.mark.skipif(not HAS_PEEK, reason="the ports have no peek_messages yet")
-
 Invoke = Callable[..., Any]
 
 
@@ -200,7 +197,6 @@ def test_interrupted_redrive_loses_and_duplicates_nothing(
     assert (stats["active"], stats["dead_letter"], stats["locked"]) == (4, 5, 0)
 
 
-@needs_peek
 def test_peek_and_dlq_list_show_without_delivering(
     invoke: Invoke, on_broker: Callable[..., Any], name: str
 ) -> None:
@@ -220,13 +216,6 @@ def test_peek_and_dlq_list_show_without_delivering(
     human = invoke("dlq", "list", name)
     assert "poison" in human.stdout and "reason" in human.stdout
     assert json.loads(invoke("peek", name, "--dead-letter", "--json").stdout) == records
-
-
-@pytest.mark.skipif(HAS_PEEK, reason="the adapter peeks")
-def test_peek_without_the_capability_says_so(invoke: Invoke, name: str) -> None:
-    invoke("queues", "create", name)
-    result = invoke("peek", name)
-    assert result.exit_code == 1 and "cannot peek" in result.stderr
 
 
 def test_usage_errors_exit_2_and_debug_shows_the_traceback(invoke: Invoke, name: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from queue_runtime import (
     BatchSendError,
+    BatchSettleError,
     Message,
     MessageLockLost,
     QueueClient,
@@ -103,7 +104,7 @@ async def peek(
     found: list[ReceivedMessage] = []
     start = from_sequence
     while len(found) < count:
-        page = await client.peek_messages(  # type: ignore[attr-defined,unused-ignore]
+        page = await client.peek_messages(
             queue, max_messages=min(_PAGE, count - len(found)), from_sequence_number=start
         )
         if not page:
@@ -202,6 +203,11 @@ class RedriveReport:
     doubled: list[str] = field(default_factory=list)
     interrupted: bool = False
 
+    @property
+    def handled(self) -> int:
+        """Dead letters sent back so far (each at most once per run)."""
+        return len(self.moved) + len(self.doubled)
+
 
 async def redrive(
     client: QueueClient,
@@ -223,10 +229,12 @@ async def redrive(
     """
     report = RedriveReport()
     dead_letter = queue.dead_letter
-    skipped: dict[str, ReceivedMessage] = {}
+    skipped: dict[str, ReceivedMessage] = {}  # held locked until the end, then given back
+    sent: set[str] = set()  # ids sent back (or maybe sent) in this run
+    cleaned: set[str] = set()  # doubled ids whose leftover dead letter we tried to complete
     try:
-        while not stop.requested() and (limit is None or len(report.moved) < limit):
-            want = batch_size if limit is None else min(batch_size, limit - len(report.moved))
+        while not stop.requested() and (limit is None or report.handled < limit):
+            want = batch_size if limit is None else min(batch_size, limit - report.handled)
             received = await client.receive_messages(
                 dead_letter, max_messages=want, timeout=timeout
             )
@@ -236,18 +244,44 @@ async def redrive(
                 await _abandon(client, received)
                 break
             batch: list[ReceivedMessage] = []
+            leftovers: list[ReceivedMessage] = []
             for message in received:
-                if session_id is not None and message.session_id != session_id:
-                    skipped[message.message_id] = message
+                identity = message.message_id
+                if identity in sent:  # sent back earlier in this run: never send it again
+                    if identity in report.doubled and identity not in cleaned:
+                        leftovers.append(message)  # only its dead letter stayed
+                    else:
+                        skipped[identity] = message
+                elif session_id is not None and message.session_id != session_id:
+                    skipped[identity] = message
                 else:
                     batch.append(message)
+            if leftovers:
+                cleaned.update(m.message_id for m in leftovers)
+                await _clean_up(client, leftovers, report)
             if batch:
+                sent.update(m.message_id for m in batch)
                 await _move(client, queue, batch, report)
                 progress(len(batch))
     finally:
         await _abandon(client, list(skipped.values()))
     report.interrupted = stop.requested()
     return report
+
+
+async def _clean_up(
+    client: QueueClient, leftovers: list[ReceivedMessage], report: RedriveReport
+) -> None:
+    """Complete dead letters that were sent back earlier in this run (never send twice)."""
+    try:
+        await client.complete_messages(leftovers)
+    except BatchSettleError as partial:
+        done = set(partial.settled)
+    else:
+        done = {m.message_id for m in leftovers}
+    for identity in done:
+        report.doubled.remove(identity)
+        report.moved.append(identity)
 
 
 async def _move(
@@ -260,7 +294,7 @@ async def _move(
         sent = set(partial.sent)
         await _complete(client, [m for m in batch if m.message_id in sent], report)
         unsent = [m for m in batch if m.message_id not in sent]
-        unknown = set(getattr(partial, "unknown", ()))
+        unknown = set(partial.unknown)
         await _abandon(client, [m for m in unsent if m.message_id not in unknown])
         raise
     except QueueError:
@@ -272,17 +306,30 @@ async def _move(
 async def _complete(
     client: QueueClient, messages: Sequence[ReceivedMessage], report: RedriveReport
 ) -> None:
-    for message in messages:
+    """Complete redriven dead letters in one batch; a retryable failure is tried once more.
+    What stays (or may stay) dead-lettered is reported as ``doubled``."""
+    pending = list(messages)
+    for attempt in range(2):
         try:
-            await client.complete_message(message)
-        except MessageLockLost:
-            _log.warning(
-                "message %s is back in its queue but its dead letter stayed (lock lost)",
-                message.message_id,
-            )
-            report.doubled.append(message.message_id)
+            await client.complete_messages(pending)
+        except BatchSettleError as partial:
+            settled = set(partial.settled)
+            report.moved.extend(m.message_id for m in pending if m.message_id in settled)
+            retry = {i for i, error in partial.failed if error.retryable and not attempt}
+            retry -= set(partial.unknown)
+            for message in pending:
+                if message.message_id not in settled and message.message_id not in retry:
+                    _log.warning(
+                        "message %s is back in its queue but its dead letter may remain",
+                        message.message_id,
+                    )
+                    report.doubled.append(message.message_id)
+            pending = [m for m in pending if m.message_id in retry]
+            if not pending:
+                return
         else:
-            report.moved.append(message.message_id)
+            report.moved.extend(m.message_id for m in pending)
+            return
 
 
 async def _abandon(client: QueueClient, messages: Sequence[ReceivedMessage]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 
 import click
 
@@ -85,32 +84,26 @@ def delete(settings: Settings, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
 def stats(settings: Settings, name: str, as_json: bool) -> None:
-    """Active, locked, scheduled and dead-lettered messages of NAME, where the adapter counts.
-
-    The ports have no statistics method yet; adapters that keep counts offer ``statistics``
-    (the in-memory one does). Elsewhere this says so and exits 1.
-    """
+    """Active, locked, scheduled and dead-lettered messages of NAME, where the adapter counts
+    (``get_queue_statistics``; where it cannot, this says so and exits 1)."""
 
     async def main() -> dict[str, object]:
         async with open_client(settings) as client:
-            statistics = getattr(client, "statistics", None)
-            if not callable(statistics):
+            if "statistics" not in client.capabilities:
                 raise UnsupportedOperation(
-                    f"{type(client).__name__} cannot count the messages of a queue"
+                    f"{type(client).__name__} cannot count the messages of a queue "
+                    "(its capabilities lack 'statistics')"
                 )
-            counts = statistics(QueueName(name))
-            if inspect.isawaitable(counts):
-                counts = await counts
-            values = dataclasses.asdict(counts)
-            if hasattr(counts, "total"):
-                values["total"] = counts.total
-            return values
+            counts = await client.get_queue_statistics(QueueName(name))
+            return {**dataclasses.asdict(counts), "total": counts.total}
 
     values = run(main())
     if as_json:
         echo_json({"queue": name, **values})
     else:
-        print_fields([("queue", name), *values.items()])
+        print_fields(
+            [("queue", name), *((k, "unknown" if v is None else v) for k, v in values.items())]
+        )
 
 
 COMMANDS = [queues]
