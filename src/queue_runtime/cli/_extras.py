@@ -111,21 +111,30 @@ def emulator() -> None:
 @emulator.command("servicebus")
 @click.option("--port", type=click.IntRange(0, 65535), default=5672, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-def servicebus(port: int, host: str) -> None:
+@click.option(
+    "--admin-port",
+    type=click.IntRange(-1, 65535),
+    default=5300,
+    show_default=True,
+    help="Port of its management API (0: any free port, -1: none).",
+)
+def servicebus(port: int, host: str, admin_port: int) -> None:
     """Run the Service Bus emulator and print its connection string, until SIGINT/SIGTERM."""
-    module = _optional(
-        "queue_runtime.testing.servicebus_emulator", None, "the Service Bus emulator"
+    emulator_type = _optional(
+        "queue_runtime.testing.servicebus_emulator",
+        "ServiceBusEmulator",
+        "the Service Bus emulator",
     )
-    emulator_type = getattr(module, "ServiceBusEmulator", None)
-    if emulator_type is None:
-        raise ConfigurationError("the Service Bus emulator module has no ServiceBusEmulator")
 
     async def main() -> None:
-        instance = emulator_type(host=host, port=port)
+        instance = emulator_type(port, host=host, admin_port=None if admin_port < 0 else admin_port)
         await _maybe_await(instance.start())
         try:
-            say(f"Service Bus emulator on {host}:{instance.port}")
-            say(f"AZURE_SERVICEBUS_CONNECTION_STRING={instance.connection_string}")
+            click.echo(f"AZURE_SERVICEBUS_CONNECTION_STRING={instance.connection_string}")
+            endpoint = getattr(instance, "admin_endpoint", None)
+            if endpoint is not None:
+                click.echo(f"management API: http://{endpoint}")
+            sys.stdout.flush()
             async with stop_on_signals() as stop:
                 await stop.wait()
         finally:
