@@ -1,6 +1,6 @@
-"""Fixtures of the CLI tests: the real entry point in a subprocess (on SQS over moto's server,
-a broker that outlives one invocation) and click's runner in-process (on ``memory://name``,
-whose broker lives as long as this test process)."""
+"""Fixtures of the CLI tests: the real entry point in a subprocess (on brokers that outlive one
+invocation: SQS over moto's server, SQLite where that adapter exists) and click's runner
+in-process (on ``memory://name``, whose broker lives as long as this test process)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import secrets
 import subprocess
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -41,12 +42,22 @@ def sqs_url(moto_server: str) -> str:
     )
 
 
-@pytest.fixture
-def command(sqs_url: str) -> Callable[..., Completed]:
-    """Run ``queue-runtime ARGS`` in a subprocess against moto's SQS."""
+@pytest.fixture(params=["sqs", "sqlite"])
+def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A broker that outlives one invocation: SQS over moto, and SQLite where it exists."""
+    if request.param == "sqs":
+        return str(request.getfixturevalue("sqs_url"))
+    url = f"sqlite:///{tmp_path / 'queues.db'}"
+    try:
+        qr.create_client(url)
+    except qr.ConfigurationError as exc:
+        pytest.skip(f"no SQLite adapter in this version: {exc}")
+    return url
 
+
+def _runner(default_url: str) -> Callable[..., Completed]:
     def run(*args: str, input: str | bytes | None = None, url: str | None = None) -> Completed:
-        env = {**os.environ, "QUEUE_RUNTIME_URL": url or sqs_url}
+        env = {**os.environ, "QUEUE_RUNTIME_URL": url or default_url}
         data = input.encode() if isinstance(input, str) else input
         done = subprocess.run(
             [*entry_point(), *args], input=data, capture_output=True, env=env, timeout=60
@@ -54,6 +65,18 @@ def command(sqs_url: str) -> Callable[..., Completed]:
         return Completed(done.returncode, done.stdout.decode(), done.stderr.decode())
 
     return run
+
+
+@pytest.fixture
+def command(durable_url: str) -> Callable[..., Completed]:
+    """Run ``queue-runtime ARGS`` in a subprocess against each durable broker."""
+    return _runner(durable_url)
+
+
+@pytest.fixture
+def sqs_command(sqs_url: str) -> Callable[..., Completed]:
+    """Run ``queue-runtime ARGS`` in a subprocess against moto's SQS."""
+    return _runner(sqs_url)
 
 
 @pytest.fixture

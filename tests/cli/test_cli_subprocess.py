@@ -1,4 +1,5 @@
-"""The CLI through its real entry point, in a subprocess, on SQS over moto's server."""
+"""The CLI through its real entry point, in a subprocess, on durable brokers (SQS over moto's
+server; SQLite where it exists)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,16 @@ from cli_helpers import entry_point
 Command = Callable[..., Any]
 
 
-def test_help_lists_the_commands(command: Command) -> None:
+def test_help_lists_the_commands(sqs_command: Command) -> None:
     for argv in (entry_point(), [sys.executable, "-m", "queue_runtime"]):
         done = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         for name in ("queues", "send", "peek", "receive", "dlq", "worker", "emulator", "ingress"):
             assert name in done.stdout
-    assert command("bogus").returncode == 2
+    assert sqs_command("bogus").returncode == 2
 
 
-def test_create_send_receive_complete_on_sqs(command: Command, name: str) -> None:
+def test_create_send_receive_complete(command: Command, name: str) -> None:
     assert command("queues", "create", name, "--sessions", "--lock-duration", "5").returncode == 0
     sent = command("send", name, "--session", "pr-7", "--attr", "k=v", "--lines", input="a\nb\n")
     assert sent.returncode == 0, sent.stderr
@@ -47,16 +48,16 @@ def test_create_send_receive_complete_on_sqs(command: Command, name: str) -> Non
     assert command("queues", "delete", name).returncode == 0
 
 
-def test_what_sqs_cannot_do_is_said_in_one_line(command: Command, name: str) -> None:
-    command("queues", "create", name)
+def test_what_sqs_cannot_do_is_said_in_one_line(sqs_command: Command, name: str) -> None:
+    sqs_command("queues", "create", name)
     for args in (("peek", name), ("dlq", "list", name), ("queues", "stats", name)):
-        done = command(*args)
+        done = sqs_command(*args)
         assert done.returncode == 1, done
         assert done.stderr.startswith("error: UnsupportedOperation:"), done.stderr
         assert done.stderr.count("\n") == 1
-    missing = command("send", "no-such-queue-here", "x")
+    missing = sqs_command("send", "no-such-queue-here", "x")
     assert missing.returncode == 1 and missing.stderr.startswith("error: QueueNotFound:")
-    bad_url = command("queues", "create", name, url="nope://")
+    bad_url = sqs_command("queues", "create", name, url="nope://")
     assert bad_url.returncode == 1 and "ConfigurationError" in bad_url.stderr
 
 
@@ -89,10 +90,10 @@ async def _dead_letter(url: str, queue: str, count: int, *, sessions: bool) -> N
                 await holder.close()
 
 
-def test_redrive_on_sqs_processes_again_with_everything_intact(
-    command: Command, sqs_url: str, name: str
+def test_redrive_processes_again_with_everything_intact(
+    command: Command, durable_url: str, name: str
 ) -> None:
-    asyncio.run(_dead_letter(sqs_url, name, 3, sessions=True))
+    asyncio.run(_dead_letter(durable_url, name, 3, sessions=True))
     moved = command("dlq", "redrive", name, "--json")
     assert moved.returncode == 0, moved.stderr
     assert json.loads(moved.stdout)["redriven"] == 3
@@ -108,10 +109,10 @@ def test_redrive_on_sqs_processes_again_with_everything_intact(
 
 
 @pytest.mark.slow
-def test_sigint_during_a_redrive_loses_and_duplicates_nothing(sqs_url: str, name: str) -> None:
+def test_sigint_during_a_redrive_loses_and_duplicates_nothing(durable_url: str, name: str) -> None:
     total = 60
-    asyncio.run(_dead_letter(sqs_url, name, total, sessions=False))
-    env = {**os.environ, "QUEUE_RUNTIME_URL": sqs_url}
+    asyncio.run(_dead_letter(durable_url, name, total, sessions=False))
+    env = {**os.environ, "QUEUE_RUNTIME_URL": durable_url}
     process = subprocess.Popen(
         [*entry_point(), "dlq", "redrive", name, "--batch-size", "1", "--json"],
         env=env,
@@ -121,7 +122,7 @@ def test_sigint_during_a_redrive_loses_and_duplicates_nothing(sqs_url: str, name
     seen: list[str] = []
 
     async def watch() -> tuple[list[str], list[str]]:
-        async with qr.create_client(sqs_url) as client:
+        async with qr.create_client(durable_url) as client:
             deadline = time.monotonic() + 30
             while not seen and time.monotonic() < deadline:
                 for message in await client.receive_messages(name, timeout=0):
