@@ -11,6 +11,8 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> None:
     """Run the command (the console script and ``python -m queue_runtime``)."""
     try:
+        import click
+
         from ._app import cli
     except ImportError as exc:  # click or rich missing: say which extra brings them
         print(
@@ -19,4 +21,12 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(1) from None
-    cli.main(args=argv, prog_name="queue-runtime")
+    try:
+        code = cli.main(args=argv, prog_name="queue-runtime", standalone_mode=False)
+    except click.exceptions.Abort:  # Ctrl-C outside the commands that handle it themselves
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -79,6 +79,8 @@ def send(
     if lines and message_id is not None:
         raise click.UsageError("--message-id names one message; it cannot go with --lines")
     source = None if body is None or body == "-" else body.encode()
+    if source is None and sys.stdin.isatty():
+        raise click.UsageError("give BODY, or pipe the body (or lines) into stdin")
     queue = QueueName(name)
 
     def message(data: bytes, identity: str | None = None) -> Message:
