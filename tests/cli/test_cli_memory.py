@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import queue_runtime as qr
+from queue_runtime.cli._operations import original_id
 
 Invoke = Callable[..., Any]
 
@@ -138,9 +139,11 @@ def test_redrive_restores_body_attributes_session_and_ids(
     assert report["message_ids"] == ["id-0", "id-1", "id-2"]
     # processed again, in order, with everything intact
     got = json.loads(invoke("receive", name, "--session", "pr-1", "-n", "5", "--json").stdout)
-    assert [(r["message_id"], r["body"], r["attributes"], r["correlation_id"]) for r in got] == [
-        (f"id-{i}", f"body-{i}", {"i": str(i)}, f"c{i}") for i in range(3)
-    ]
+    # a redriven copy carries a redrive id derived from the original (specs/cli.md)
+    assert [
+        (original_id(r["message_id"]), r["body"], r["attributes"], r["correlation_id"]) for r in got
+    ] == [(f"id-{i}", f"body-{i}", {"i": str(i)}, f"c{i}") for i in range(3)]
+    assert all(r["message_id"] != original_id(r["message_id"]) for r in got)
     assert all(r["session_id"] == "pr-1" and r["delivery_count"] == 1 for r in got)
     # the other session's dead letter is still there, given back
     stats = json.loads(invoke("queues", "stats", name, "--json").stdout)
@@ -247,3 +250,19 @@ def test_worker_and_emulator_need_their_parts(invoke: Invoke, name: str) -> None
     except ImportError:
         result = invoke("emulator", "servicebus", "--port", "0")
         assert result.exit_code == 1 and "emulator" in result.stderr
+
+
+def test_a_redrive_id_is_stable_per_dead_letter_and_never_the_original() -> None:
+    from queue_runtime.cli._operations import redrive_id
+
+    def dead(message_id: str, enqueued: float) -> qr.ReceivedMessage:
+        return qr.ReceivedMessage(qr.Message(b"x", message_id=message_id), 1, enqueued, None)
+
+    first = redrive_id(dead("order-7", 100.0))
+    assert first.startswith("order-7~r") and first == redrive_id(dead("order-7", 100.0))
+    assert original_id(first) == "order-7"
+    # redriven again after it died again: a new suffix in place of the old one
+    second = redrive_id(dead(first, 200.0))
+    assert original_id(second) == "order-7" and second not in (first, "order-7")
+    assert len(redrive_id(dead("x" * 128, 1.0))) <= 128
+    qr.MessageId(redrive_id(dead("x" * 128, 1.0)))  # a valid message id

@@ -5,7 +5,9 @@ between the send and the complete of one message."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -180,15 +182,39 @@ async def _more(
     return messages
 
 
+_REDRIVE_SUFFIX = re.compile(r"~r[0-9a-f]{12}\Z")
+
+
+def redrive_id(message: ReceivedMessage) -> str:
+    """The message id a dead letter goes back with: ``<original id>~r<12 hex>``.
+
+    The suffix is derived from the original id and the dead letter's enqueue time, so it is
+    the same for every attempt to redrive this dead letter (a repeat after an interruption is
+    deduplicated where the provider deduplicates by id) and differs from the id of the
+    original send, whose deduplication window (SQS FIFO: 5 minutes) would otherwise swallow
+    the redriven copy. A second redrive replaces the suffix instead of growing the id.
+    """
+    original = original_id(message.message_id)
+    digest = hashlib.sha256(f"{original}|{message.enqueued_timestamp!r}".encode()).hexdigest()
+    if len(original) > 110:  # keep within the 128 characters of a message id
+        original = hashlib.sha256(original.encode()).hexdigest()[:64]
+    return f"{original}~r{digest[:12]}"
+
+
+def original_id(message_id: str) -> str:
+    """``message_id`` without a `redrive_id` suffix."""
+    return _REDRIVE_SUFFIX.sub("", message_id)
+
+
 def resend(message: ReceivedMessage) -> Message:
-    """What a dead letter goes back as: body, attributes, session, correlation and message id
-    intact (the same id, so a provider that deduplicates catches a repeat), unscheduled."""
+    """What a dead letter goes back as: body, attributes, session and correlation id intact,
+    unscheduled, under its `redrive_id`."""
     return Message(
         message.body,
         session_id=message.session_id,
         attributes=dict(message.attributes),
         correlation_id=message.correlation_id,
-        message_id=message.message_id,
+        message_id=redrive_id(message),
         time_to_live=message.time_to_live,
     )
 
@@ -199,7 +225,7 @@ class RedriveReport:
 
     moved: list[str] = field(default_factory=list)
     #: Sent back, but their dead letter could not be completed: they may be redriven again
-    #: (with the same message id).
+    #: (with the same redrive id, which a deduplicating provider drops).
     doubled: list[str] = field(default_factory=list)
     interrupted: bool = False
 
@@ -292,10 +318,10 @@ async def _move(
         await client.send_messages(queue, [resend(m) for m in batch])
     except BatchSendError as partial:
         sent = set(partial.sent)
-        await _complete(client, [m for m in batch if m.message_id in sent], report)
-        unsent = [m for m in batch if m.message_id not in sent]
+        await _complete(client, [m for m in batch if redrive_id(m) in sent], report)
+        unsent = [m for m in batch if redrive_id(m) not in sent]
         unknown = set(partial.unknown)
-        await _abandon(client, [m for m in unsent if m.message_id not in unknown])
+        await _abandon(client, [m for m in unsent if redrive_id(m) not in unknown])
         raise
     except QueueError:
         await _abandon(client, batch)
