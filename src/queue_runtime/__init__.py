@@ -28,6 +28,18 @@ from ._names import MessageId, QueueName, SessionId
 from .config import AwsSqsConfig, AzureServiceBusConfig, InMemoryConfig, QueueConfig
 from .engine import QueueStatistics
 from .ports import QueueClient, SessionClient, Timeout
+from .runtime import (
+    CircuitBreaker,
+    Health,
+    Lane,
+    MessageContext,
+    Middleware,
+    PayloadError,
+    PermanentError,
+    Processor,
+    RateLimit,
+    RetryPolicy,
+)
 
 __version__ = "0.1.0"
 
@@ -36,15 +48,23 @@ __all__ = [
     "AzureServiceBusConfig",
     "BatchSendError",
     "Capabilities",
+    "CircuitBreaker",
     "ClientClosed",
     "Clock",
     "ConfigurationError",
     "ConnectionError",
+    "Health",
     "InMemoryConfig",
+    "Lane",
     "ManualClock",
     "Message",
+    "MessageContext",
     "MessageId",
     "MessageLockLost",
+    "Middleware",
+    "PayloadError",
+    "PermanentError",
+    "Processor",
     "ProviderError",
     "QueueAlreadyExists",
     "QueueClient",
@@ -53,7 +73,9 @@ __all__ = [
     "QueueName",
     "QueueNotFound",
     "QueueStatistics",
+    "RateLimit",
     "ReceivedMessage",
+    "RetryPolicy",
     "SessionClient",
     "SessionId",
     "SessionLockLost",

@@ -17,6 +17,7 @@ from typing import Self
 from ._capabilities import Capabilities
 from ._messages import Message, ReceivedMessage
 from ._names import MessageId, QueueName
+from .telemetry import instrument_client_class
 
 __all__ = ["QueueClient", "SessionClient", "Timeout"]
 
@@ -34,6 +35,11 @@ class SessionClient(abc.ABC):
     itself. Once it lapses every operation raises `SessionLockLost`, and the session's
     unsettled messages become available again (to whoever accepts the session next).
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # spans, metrics and trace-context injection for every adapter (queue_runtime.telemetry)
+        super().__init_subclass__(**kwargs)
+        instrument_client_class(cls)
 
     @property
     @abc.abstractmethod
@@ -127,6 +133,11 @@ class SessionClient(abc.ABC):
 class QueueClient(abc.ABC):
     """A connection to one provider's queues. Use as ``async with client:`` (or ``open`` and
     ``aclose``); creating a client does no I/O, and a closed client refuses further use."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # spans, metrics and trace-context injection for every adapter (queue_runtime.telemetry)
+        super().__init_subclass__(**kwargs)
+        instrument_client_class(cls)
 
     @property
     @abc.abstractmethod
