@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pydantic
 
 from .. import telemetry
+from .._errors import ValidationError
 from .._messages import ReceivedMessage
 from .._names import QueueName
 from ..ports import SessionClient
@@ -101,7 +102,7 @@ def endpoint(handler: Handler) -> Next:
     otherwise the `ReceivedMessage`.
     """
     if not callable(handler):
-        raise TypeError(f"handler must be an async callable, not {type(handler).__name__}")
+        raise ValidationError(f"handler must be an async callable, not {type(handler).__name__}")
     kind = _parameter_type(handler)
     if isinstance(kind, type) and issubclass(kind, pydantic.BaseModel):
         model = kind
@@ -131,17 +132,27 @@ def _parameter_type(handler: Handler) -> object:
     if not (inspect.isfunction(handler) or inspect.ismethod(handler)):
         target = type(handler).__call__
     try:
-        hints = typing.get_type_hints(target)
         parameters = [
             p
             for p in inspect.signature(handler).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
-    except (TypeError, ValueError, NameError):
+    except (TypeError, ValueError):
         return None
     if not parameters:
-        raise TypeError("a handler takes one argument: the message, its model, or the context")
-    return hints.get(parameters[0].name)
+        raise ValidationError(
+            "a handler takes one argument: the message, its model, or the context"
+        )
+    annotation = parameters[0].annotation
+    if not isinstance(annotation, str):
+        return None if annotation is inspect.Parameter.empty else annotation
+    try:
+        return typing.get_type_hints(target).get(parameters[0].name)
+    except NameError:
+        raise ValidationError(
+            f"cannot resolve the handler's annotation {annotation!r}: define the model at "
+            "module level (or annotate with the class itself)"
+        ) from None
 
 
 def _summary(model: type[pydantic.BaseModel], error: pydantic.ValidationError) -> str:

@@ -409,7 +409,7 @@ class Processor:
 
     async def _accept(self) -> tuple[Lane, SessionClient] | None:
         if self._ready_sessions:
-            return self._ready_sessions.pop()
+            return self._ready_sessions.pop(0)
         order = self._scheduler.order()
         for lane in order:
             session = await self.client.accept_session(lane.queue, timeout=0)
