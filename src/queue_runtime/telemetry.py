@@ -42,6 +42,7 @@ __all__ = [
     "instruments",
     "messaging_system",
     "process_span",
+    "record_failure",
     "tracer",
 ]
 
@@ -438,3 +439,14 @@ def process_span(system: str, queue: str, message: ReceivedMessage, attempt: int
         f"process {queue}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
     ) as span:
         yield span
+
+
+def record_failure(error: BaseException) -> None:
+    """Mark the current span failed with ``error`` (a handler's exception that was handled)."""
+    span = otel_trace.get_current_span()
+    span.record_exception(error)
+    span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, describe(error)))
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

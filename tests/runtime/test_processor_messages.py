@@ -9,10 +9,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 import queue_runtime as qr
+from conftest import eventually
 from queue_runtime.adapters.memory import InMemoryQueueClient
 from queue_runtime.testing import ManualClock
-
-from conftest import eventually
 
 FAST_RETRY = qr.RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01)
 

@@ -12,9 +12,8 @@ import pydantic
 import pytest
 
 import queue_runtime as qr
-from queue_runtime.adapters.memory import InMemoryQueueClient
-
 from conftest import eventually
+from queue_runtime.adapters.memory import InMemoryQueueClient
 
 
 class PullRequestEvent(pydantic.BaseModel):

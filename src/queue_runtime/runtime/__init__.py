@@ -20,7 +20,6 @@ from ._middleware import (
     Next,
     RateLimitMiddleware,
     TimeoutMiddleware,
-    TracingMiddleware,
 )
 from ._policy import PayloadError, PermanentError, RetryPolicy, Verdict, backoff_delay, verdict
 from ._processor import Processor
@@ -45,7 +44,6 @@ __all__ = [
     "RateLimitMiddleware",
     "RetryPolicy",
     "TimeoutMiddleware",
-    "TracingMiddleware",
     "Verdict",
     "backoff_delay",
     "breaker_admit",

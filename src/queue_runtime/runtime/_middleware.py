@@ -2,7 +2,7 @@
 
 A middleware is any ``async (context, call_next) -> None``; it may act before and after
 ``await call_next(context)``, or raise instead of calling it. The processor's own features
-(tracing, rate limit, circuit breaker, timeout) are middleware of this same shape, outermost
+(rate limit, circuit breaker, timeout) are middleware of this same shape, outermost
 first, around the user's own.
 """
 
@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 import pydantic
 
-from .. import telemetry
 from .._errors import ValidationError
 from .._messages import ReceivedMessage
 from .._names import QueueName
@@ -34,7 +33,6 @@ __all__ = [
     "Next",
     "RateLimitMiddleware",
     "TimeoutMiddleware",
-    "TracingMiddleware",
     "compose",
     "endpoint",
 ]
@@ -213,32 +211,3 @@ class TimeoutMiddleware:
     async def __call__(self, context: MessageContext, call_next: Next) -> None:
         async with asyncio.timeout(self.seconds):
             await call_next(context)
-
-
-class TracingMiddleware:
-    """A ``process`` span (child of the producer's, from the message's trace context) and the
-    processing-duration histogram."""
-
-    def __init__(self, system: str) -> None:
-        self.system = system
-
-    async def __call__(self, context: MessageContext, call_next: Next) -> None:
-        tel = telemetry.instruments()
-        queue = str(context.queue)
-        start = time.perf_counter()
-        outcome = "success"
-        try:
-            with telemetry.process_span(self.system, queue, context.message, context.attempt):
-                await call_next(context)
-        except BaseException:
-            outcome = "failure"
-            raise
-        finally:
-            tel.duration.record(
-                time.perf_counter() - start,
-                {
-                    telemetry.SYSTEM: self.system,
-                    telemetry.DESTINATION_NAME: queue,
-                    "queue_runtime.outcome": outcome,
-                },
-            )

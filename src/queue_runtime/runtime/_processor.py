@@ -44,7 +44,6 @@ from ._middleware import (
     Next,
     RateLimitMiddleware,
     TimeoutMiddleware,
-    TracingMiddleware,
     compose,
     endpoint,
 )
@@ -159,9 +158,6 @@ class Processor:
             inner.append(TimeoutMiddleware(float(handler_timeout)))
         target = endpoint(handler)
         self._chain: Next = compose([*builtins, *inner], target)
-        self._traced_chain: Next = compose(
-            [TracingMiddleware(self._system), *builtins, *inner], target
-        )
         self._health_server = (
             None
             if health_port is None
@@ -614,15 +610,37 @@ class Processor:
         if self._stop_event.is_set():
             await self._settle(settler, lane, message, lease, "abandon")
             return "stopped"
+        if not telemetry.enabled():
+            return await self._attempt(lane, message, session, lease, settler, False)
+        tel = telemetry.instruments()
+        labels = {telemetry.SYSTEM: self._system, telemetry.DESTINATION_NAME: str(lane.queue)}
+        tel.in_flight.add(1, labels)
+        start = time.perf_counter()
+        try:
+            with telemetry.process_span(
+                self._system, str(lane.queue), message, message.delivery_count
+            ):
+                outcome = await self._attempt(lane, message, session, lease, settler, True)
+        finally:
+            tel.in_flight.add(-1, labels)
+            tel.duration.record(time.perf_counter() - start, labels)
+        return outcome
+
+    async def _attempt(
+        self,
+        lane: Lane,
+        message: ReceivedMessage,
+        session: SessionClient | None,
+        lease: _Lease | None,
+        settler: SessionClient | QueueClient,
+        traced: bool,
+    ) -> _Outcome:
         attempt = message.delivery_count
         context = MessageContext(message, lane.queue, attempt, session)
-        traced = telemetry.enabled()
         self._in_flight += 1
-        if traced:
-            telemetry.instruments().in_flight.add(1, {telemetry.SYSTEM: self._system})
         try:
             try:
-                await (self._traced_chain if traced else self._chain)(context)
+                await self._chain(context)
             except _Stopped:
                 await self._settle(settler, lane, message, lease, "abandon")
                 return "stopped"
@@ -631,6 +649,8 @@ class Processor:
                 await asyncio.shield(self._settle(settler, lane, message, lease, "abandon"))
                 raise
             except Exception as error:
+                if traced:
+                    telemetry.record_failure(error)
                 return await self._failed(settler, lane, message, lease, error, attempt)
             if lease is not None and lease.lost:
                 return self._lost_at_settle(lease, message, lane)
@@ -646,8 +666,6 @@ class Processor:
             return "done"
         finally:
             self._in_flight -= 1
-            if traced:
-                telemetry.instruments().in_flight.add(-1, {telemetry.SYSTEM: self._system})
             if lease is not None and lease.message is not None:
                 self._leases.pop(id(lease), None)
 
