@@ -191,6 +191,8 @@ class Breaker:
         self._on_change = on_change
         self._changed = asyncio.Event()
         self._interrupted = False
+        #: Closed with no failures counted and no window: a success changes nothing.
+        self.quiet = not config.uses_window
 
     @property
     def name(self) -> State:
@@ -199,6 +201,11 @@ class Breaker:
     def _set(self, state: BreakerState) -> None:
         old = self.state
         self.state = state
+        self.quiet = (
+            state.state == "closed"
+            and not state.consecutive_failures
+            and not self.config.uses_window
+        )
         if state.state != old.state or state.probes < old.probes:
             self._changed.set()
             self._changed = asyncio.Event()

@@ -187,6 +187,8 @@ class CircuitBreakerMiddleware:
         except Exception:
             breaker.record(failed=True, duration=time.monotonic() - start if timed else 0.0)
             raise
+        if breaker.quiet:
+            return  # closed with nothing to count: the hot path
         breaker.record(failed=False, duration=time.monotonic() - start if timed else 0.0)
 
 

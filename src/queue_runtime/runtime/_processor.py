@@ -168,8 +168,11 @@ class Processor:
         self._stopped_event: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._renewer: asyncio.Task[None] | None = None
-        self._leases: dict[int, _Lease] = {}
+        self._leases: dict[int, _Lease] = {}  # sessions held
+        self._held_messages: dict[int, ReceivedMessage] = {}  # messages being handled
+        self._message_leases: dict[int, _Lease] = {}  # ... those the renewal task renewed
         self._renew_tick = 1.0
+        self._lock_estimate = 0.0  # seconds a message lock lasts (from the first receive)
         self._held: dict[int, SessionClient] = {}
         self._ready_sessions: list[tuple[Lane, SessionClient]] = []
         self._buffer: deque[tuple[Lane, ReceivedMessage]] = deque()
@@ -180,6 +183,7 @@ class Processor:
         self._last_error: str | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._orphans: list[asyncio.Future[Any]] = []
+        self._stopping = False
 
     def __repr__(self) -> str:
         queues = ", ".join(str(lane.queue) for lane in self.lanes)
@@ -234,6 +238,7 @@ class Processor:
             await self._stopped_event.wait()
             return
         self._state = "stopping"
+        self._stopping = True
         self._stop_event.set()
         assert self._refilled is not None
         self._refilled.set()
@@ -451,7 +456,7 @@ class Processor:
         self._held[key] = session
         lease = None
         if self._lock_renewal:
-            lease = self._lease_for(session, session.locked_until.timestamp())
+            lease = self._session_lease(session)
         pending: deque[ReceivedMessage] = deque()
         try:
             await self._drain(lane, session, pending, lease)
@@ -520,17 +525,24 @@ class Processor:
     async def _message_worker(self) -> None:
         assert self._stop_event is not None
         assert self._refilled is not None
-        stop, buffer = self._stop_event, self._buffer
+        stop, buffer, held = self._stop_event, self._buffer, self._held_messages
         failures = 0
         while not stop.is_set():
             if buffer:
                 lane, message = buffer.popleft()
                 self._busy += 1
+                key = id(message)
+                held[key] = message  # the renewal task finds it here
                 try:
-                    lease = self._message_lease(message) if self._lock_renewal else None
-                    await self._process(lane, message, None, lease)
+                    if telemetry.enabled():
+                        await self._traced(lane, message, None, None)
+                    else:
+                        await self._attempt(lane, message, None, None, False)
                 finally:
                     self._busy -= 1
+                    del held[key]
+                    if self._message_leases:
+                        self._message_leases.pop(key, None)
                 continue
             if self._refilling:
                 refilled = self._refilled
@@ -582,6 +594,10 @@ class Processor:
         if batch:
             self.counters.received += len(batch)
             self._buffer.extend([(lane, m) for m in batch])
+            until = batch[0].locked_until_timestamp
+            if until is not None and self._lock_estimate == 0:
+                self._lock_estimate = duration = until - time.time()
+                self._renew_tick = max(min(self._renew_tick, duration / 3), 0.01)
 
     async def _abandon_buffered(self) -> None:
         buffer = self._buffer
@@ -597,21 +613,28 @@ class Processor:
 
     # -- one message --------------------------------------------------------------------------
 
-    async def _process(
+    def _process(
+        self,
+        lane: Lane,
+        message: ReceivedMessage,
+        session: SessionClient | None,
+        lease: _Lease | None,
+    ) -> Awaitable[_Outcome]:
+        """Run the chain on ``message`` and settle it; never raises a handler's error.
+
+        Without telemetry this is `_attempt` itself (no extra coroutine on the hot path).
+        """
+        if telemetry.enabled():
+            return self._traced(lane, message, session, lease)
+        return self._attempt(lane, message, session, lease, False)
+
+    async def _traced(
         self,
         lane: Lane,
         message: ReceivedMessage,
         session: SessionClient | None,
         lease: _Lease | None,
     ) -> _Outcome:
-        """Run the chain on ``message`` and settle it; never raises a handler's error."""
-        settler: SessionClient | QueueClient = self.client if session is None else session
-        assert self._stop_event is not None
-        if self._stop_event.is_set():
-            await self._settle(settler, lane, message, lease, "abandon")
-            return "stopped"
-        if not telemetry.enabled():
-            return await self._attempt(lane, message, session, lease, settler, False)
         tel = telemetry.instruments()
         labels = {telemetry.SYSTEM: self._system, telemetry.DESTINATION_NAME: str(lane.queue)}
         tel.in_flight.add(1, labels)
@@ -620,11 +643,10 @@ class Processor:
             with telemetry.process_span(
                 self._system, str(lane.queue), message, message.delivery_count
             ):
-                outcome = await self._attempt(lane, message, session, lease, settler, True)
+                return await self._attempt(lane, message, session, lease, True)
         finally:
             tel.in_flight.add(-1, labels)
             tel.duration.record(time.perf_counter() - start, labels)
-        return outcome
 
     async def _attempt(
         self,
@@ -632,9 +654,12 @@ class Processor:
         message: ReceivedMessage,
         session: SessionClient | None,
         lease: _Lease | None,
-        settler: SessionClient | QueueClient,
         traced: bool,
     ) -> _Outcome:
+        settler: SessionClient | QueueClient = self.client if session is None else session
+        if self._stopping:
+            await self._settle(settler, lane, message, lease, "abandon")
+            return "stopped"
         attempt = message.delivery_count
         context = MessageContext(message, lane.queue, attempt, session)
         self._in_flight += 1
@@ -652,6 +677,8 @@ class Processor:
                 if traced:
                     telemetry.record_failure(error)
                 return await self._failed(settler, lane, message, lease, error, attempt)
+            if lease is None and self._message_leases:
+                lease = self._message_leases.get(id(message))
             if lease is not None and lease.lost:
                 return self._lost_at_settle(lease, message, lane)
             try:
@@ -666,8 +693,6 @@ class Processor:
             return "done"
         finally:
             self._in_flight -= 1
-            if lease is not None and lease.message is not None:
-                self._leases.pop(id(lease), None)
 
     async def _failed(
         self,
@@ -728,6 +753,8 @@ class Processor:
         reason: str | None = None,
         description: str | None = None,
     ) -> _Outcome:
+        if lease is None and self._message_leases:
+            lease = self._message_leases.get(id(message))
         if lease is not None and lease.lost:
             return self._lost_at_settle(lease, message, lane)
         try:
@@ -768,22 +795,13 @@ class Processor:
 
     # -- lock renewal --------------------------------------------------------------------------
 
-    def _message_lease(self, message: ReceivedMessage) -> _Lease | None:
-        until = message.locked_until_timestamp
-        if until is None:
-            return None
-        return self._lease_for(message, until)
-
-    def _lease_for(self, target: ReceivedMessage | SessionClient, until: float) -> _Lease:
-        duration = max(0.0, until - time.time())
-        if isinstance(target, SessionClient):
-            lease = _Lease(None, target, until, duration / 2)
-        else:
-            lease = _Lease(target, None, until, duration / 2)
+    def _session_lease(self, session: SessionClient) -> _Lease:
+        until = session.locked_until.timestamp()
+        duration = until - time.time()
+        lease = _Lease(None, session, until, duration / 2)
         self._leases[id(lease)] = lease
-        tick = duration / 3
-        if 0 < tick < self._renew_tick:
-            self._renew_tick = max(tick, 0.01)
+        if duration < self._renew_tick * 3:
+            self._renew_tick = max(duration / 3, 0.01)
         return lease
 
     async def _renew_loop(self) -> None:
@@ -795,6 +813,16 @@ class Processor:
                 for lease in self._leases.values()
                 if not lease.lost and lease.locked_until - now <= lease.renew_ahead
             ]
+            for key, message in list(self._held_messages.items()):
+                lease = self._message_leases.get(key)
+                if lease is None:
+                    until = message.locked_until_timestamp
+                    if until is None:
+                        continue
+                    lease = _Lease(message, None, until, self._lock_estimate / 2)
+                if not lease.lost and lease.locked_until - now <= lease.renew_ahead:
+                    self._message_leases[key] = lease
+                    due.append(lease)
             if due:
                 await asyncio.gather(*(self._renew(lease) for lease in due))
 
@@ -811,7 +839,13 @@ class Processor:
                 assert lease.session is not None
                 until = await lease.session.renew_session_lock()
         except (MessageLockLost, SessionLockLost) as error:
-            if id(lease) in self._leases:  # not settled meanwhile
+            message = lease.message
+            still_held = (
+                id(lease) in self._leases
+                if message is None
+                else self._message_leases.get(id(message)) is lease
+            )
+            if still_held:  # not settled meanwhile
                 self._lock_lost(lease, what, error)
             return
         except QueueError as error:
