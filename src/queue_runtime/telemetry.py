@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
@@ -235,18 +236,61 @@ def _session_queue(session: object) -> object:
     return getattr(session, "_qr_destination", None)
 
 
-def _wrap_send_message(fn: Callable[..., Awaitable[Any]], system: str) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def send_message(self: Any, queue: Any, message: Any) -> Awaitable[Any]:
-        if (
-            _trace_globals._TRACER_PROVIDER is None
-            and _metrics_globals._METER_PROVIDER is None
-            and _config.tracer_provider is None
-            and _config.meter_provider is None
-        ):
-            return fn(self, queue, message)
-        return traced(self, queue, message)
+def _fast_path(
+    fn: Callable[..., Awaitable[Any]], traced: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    """A method with ``fn``'s exact signature that calls ``fn`` itself, handing its coroutine
+    back unawaited (one plain call), while no tracer provider is installed (globally or
+    through `configure`), and ``traced`` otherwise.
 
+    Generated from the signature (as `dataclasses` does) so that no ``*args``/``**kwargs``
+    packing is paid on the hot path; a global *meter* provider alone does not switch the
+    client hook on (the processor's own metrics follow it regardless).
+    """
+    parameters = list(inspect.signature(fn).parameters.values())
+    namespace: dict[str, Any] = {"_fn": fn, "_traced": traced, "_g": _trace_globals, "_c": _config}
+    declared: list[str] = []
+    passed: list[str] = []
+    keyword_only = False
+    for index, parameter in enumerate(parameters):
+        if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+            return _generic_fast_path(fn, traced)
+        name = parameter.name
+        if parameter.kind is parameter.KEYWORD_ONLY and not keyword_only:
+            keyword_only = True
+            declared.append("*")
+        if parameter.default is parameter.empty:
+            declared.append(name)
+        else:
+            namespace[f"_d{index}"] = parameter.default
+            declared.append(f"{name}=_d{index}")
+        passed.append(f"{name}={name}" if keyword_only else name)
+    call = ", ".join(passed)
+    source = (
+        f"def {fn.__name__}({', '.join(declared)}):\n"
+        f"    if _g._TRACER_PROVIDER is None and _c.tracer_provider is None:\n"
+        f"        return _fn({call})\n"
+        f"    return _traced({call})\n"
+    )
+    exec(source, namespace)  # our own template, built from the signature only
+    method: Callable[..., Awaitable[Any]] = namespace[fn.__name__]
+    functools.update_wrapper(method, fn)
+    return method
+
+
+def _generic_fast_path(
+    fn: Callable[..., Awaitable[Any]], traced: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    def method(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+        if _trace_globals._TRACER_PROVIDER is None and _config.tracer_provider is None:
+            return fn(*args, **kwargs)
+        return traced(*args, **kwargs)
+
+    return method
+
+
+def _wrap_send_message(fn: Callable[..., Awaitable[Any]], system: str) -> Callable[..., Any]:
     async def traced(self: Any, queue: Any, message: Any) -> Any:
         tel = instruments()
         attributes = _base_attributes(system, queue, "send")
@@ -258,21 +302,10 @@ def _wrap_send_message(fn: Callable[..., Awaitable[Any]], system: str) -> Callab
         tel.sent.add(1, {SYSTEM: system, DESTINATION_NAME: str(queue)})
         return result
 
-    return send_message
+    return _fast_path(fn, traced)
 
 
 def _wrap_send_messages(fn: Callable[..., Awaitable[Any]], system: str) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def send_messages(self: Any, queue: Any, messages: Any) -> Awaitable[Any]:
-        if (
-            _trace_globals._TRACER_PROVIDER is None
-            and _metrics_globals._METER_PROVIDER is None
-            and _config.tracer_provider is None
-            and _config.meter_provider is None
-        ):
-            return fn(self, queue, messages)
-        return traced(self, queue, messages)
-
     async def traced(self: Any, queue: Any, messages: Any) -> Any:
         tel = instruments()
         attributes = _base_attributes(system, queue, "send")
@@ -287,23 +320,12 @@ def _wrap_send_messages(fn: Callable[..., Awaitable[Any]], system: str) -> Calla
         tel.sent.add(len(result), {SYSTEM: system, DESTINATION_NAME: str(queue)})
         return result
 
-    return send_messages
+    return _fast_path(fn, traced)
 
 
 def _wrap_receive(
     fn: Callable[..., Awaitable[Any]], system: str, *, session: bool
 ) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def receive(self: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-        if (
-            _trace_globals._TRACER_PROVIDER is None
-            and _metrics_globals._METER_PROVIDER is None
-            and _config.tracer_provider is None
-            and _config.meter_provider is None
-        ):
-            return fn(self, *args, **kwargs)
-        return traced(self, *args, **kwargs)
-
     async def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
         tel = instruments()
         queue = _session_queue(self) if session else (args[0] if args else kwargs.get("queue"))
@@ -322,23 +344,12 @@ def _wrap_receive(
             tel.received.add(count, {SYSTEM: system, DESTINATION_NAME: str(queue)})
         return result
 
-    return receive
+    return _fast_path(fn, traced)
 
 
 def _wrap_settle(
     fn: Callable[..., Awaitable[Any]], system: str, outcome: str, *, session: bool
 ) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def settle(self: Any, message: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-        if (
-            _trace_globals._TRACER_PROVIDER is None
-            and _metrics_globals._METER_PROVIDER is None
-            and _config.tracer_provider is None
-            and _config.meter_provider is None
-        ):
-            return fn(self, message, *args, **kwargs)
-        return traced(self, message, *args, **kwargs)
-
     async def traced(self: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
         if _settling.get():
             return await fn(self, message, *args, **kwargs)
@@ -360,29 +371,18 @@ def _wrap_settle(
         tel.settled.add(1, {SYSTEM: system, "queue_runtime.outcome": outcome})
         return result
 
-    return settle
+    return _fast_path(fn, traced)
 
 
 def _wrap_accept(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def accept_session(self: Any, queue: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-        if (
-            _trace_globals._TRACER_PROVIDER is None
-            and _metrics_globals._METER_PROVIDER is None
-            and _config.tracer_provider is None
-            and _config.meter_provider is None
-        ):
-            return fn(self, queue, *args, **kwargs)
-        return accepted(self, queue, *args, **kwargs)
-
-    async def accepted(self: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
+    async def traced(self: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
         session = await fn(self, queue, *args, **kwargs)
         if session is not None:
             with contextlib.suppress(AttributeError):  # a session class with __slots__
                 session._qr_destination = str(queue)
         return session
 
-    return accept_session
+    return _fast_path(fn, traced)
 
 
 _SETTLE_OUTCOMES: Final = {
@@ -449,4 +449,5 @@ def record_failure(error: BaseException) -> None:
 
 
 def describe(error: BaseException) -> str:
+    """``Type: message`` of an exception (its type alone when the message is empty)."""
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -3,12 +3,11 @@ exporters (configured for queue-runtime only, never installed globally), and pol
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from runtime_helpers import Otel
 
 from queue_runtime import telemetry
 from queue_runtime.adapters.memory import InMemoryQueueClient
@@ -18,33 +17,6 @@ from queue_runtime.adapters.memory import InMemoryQueueClient
 async def client() -> AsyncIterator[InMemoryQueueClient]:
     async with InMemoryQueueClient(default_timeout=1) as client:
         yield client
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait (polling every few ms) until ``condition()`` holds; fail after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
-@dataclass
-class Otel:
-    spans: object  # InMemorySpanExporter
-    metrics: object  # InMemoryMetricReader
-
-    def finished(self) -> list[object]:
-        return list(self.spans.get_finished_spans())  # type: ignore[attr-defined]
-
-    def metric_points(self) -> dict[str, list[object]]:
-        data = self.metrics.get_metrics_data()  # type: ignore[attr-defined]
-        points: dict[str, list[object]] = {}
-        for resource in data.resource_metrics if data else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    points.setdefault(metric.name, []).extend(metric.data.data_points)
-        return points
 
 
 @pytest.fixture

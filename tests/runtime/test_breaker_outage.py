@@ -7,9 +7,9 @@ import asyncio
 import math
 
 import pytest
+from runtime_helpers import eventually
 
 import queue_runtime as qr
-from conftest import eventually
 from queue_runtime.adapters.memory import InMemoryQueueClient
 
 

@@ -10,9 +10,9 @@ from collections import defaultdict
 
 import pydantic
 import pytest
+from runtime_helpers import eventually
 
 import queue_runtime as qr
-from conftest import eventually
 from queue_runtime.adapters.memory import InMemoryQueueClient
 
 

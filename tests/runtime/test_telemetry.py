@@ -6,9 +6,9 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from runtime_helpers import Otel, eventually
 
 import queue_runtime as qr
-from conftest import Otel, eventually
 from queue_runtime import telemetry
 from queue_runtime.adapters.memory import InMemoryQueueClient
 

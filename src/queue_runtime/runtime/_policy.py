@@ -11,6 +11,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._clock import to_seconds
+from ..telemetry import describe
 
 __all__ = [
     "PayloadError",
@@ -84,8 +85,7 @@ class Verdict:
 
 def describe_error(error: BaseException) -> str:
     """``Type: message``, within the dead-letter description limit."""
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return text[:_MAX_TEXT]
+    return describe(error)[:_MAX_TEXT]
 
 
 def verdict(

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
-from .. import telemetry
 from .._errors import (
     ClientClosed,
     MessageLockLost,
@@ -33,6 +32,15 @@ from .._errors import (
 from .._messages import ReceivedMessage
 from .._names import QueueName
 from ..ports import QueueClient, SessionClient
+from ..telemetry import (
+    DESTINATION_NAME,
+    SYSTEM,
+    enabled,
+    instruments,
+    messaging_system,
+    process_span,
+    record_failure,
+)
 from ._breaker import STATE_VALUES, Breaker, CircuitBreaker, Interrupted
 from ._health import Counters, Health, HealthServer
 from ._limits import Lane, LaneScheduler, RateLimit, RateLimiter, lanes_of
@@ -141,7 +149,7 @@ class Processor:
         self._receive_timeout = float(receive_timeout)
         self._lock_renewal = lock_renewal
         self.shutdown_timeout = float(shutdown_timeout)
-        self._system = telemetry.messaging_system(type(client))
+        self._system = messaging_system(type(client))
         self.counters = Counters()
         self._breaker = (
             None
@@ -328,10 +336,8 @@ class Processor:
 
     def _breaker_changed(self, state: str) -> None:
         _log.warning("circuit breaker %s", state.replace("_", "-"))
-        if telemetry.enabled():
-            telemetry.instruments().breaker_state.set(
-                STATE_VALUES[state], {telemetry.SYSTEM: self._system}
-            )
+        if enabled():
+            instruments().breaker_state.set(STATE_VALUES[state], {SYSTEM: self._system})
 
     def _error(self, text: str, error: BaseException) -> None:
         self._last_error = f"{text}: {describe_error(error)}"
@@ -433,15 +439,9 @@ class Processor:
                 accepted = await self._accept()
             except _Stopped:
                 return
-            except ClientClosed as error:
-                self._fatal(error)
-                return
             except QueueError as error:
                 failures += 1
-                self.counters.receive_errors += 1
-                self._error("accept_session failed", error)
-                _log.warning("accept_session failed: %s", describe_error(error))
-                if not await self._pause(_retry_pause(failures)):
+                if not await self._receive_failed("accept_session", error, failures):
                     return
                 continue
             failures = 0
@@ -534,7 +534,7 @@ class Processor:
                 key = id(message)
                 held[key] = message  # the renewal task finds it here
                 try:
-                    if telemetry.enabled():
+                    if enabled():
                         await self._traced(lane, message, None, None)
                     else:
                         await self._attempt(lane, message, None, None, False)
@@ -554,15 +554,9 @@ class Processor:
                 failures = 0
             except _Stopped:
                 return
-            except ClientClosed as error:
-                self._fatal(error)
-                return
             except QueueError as error:
                 failures += 1
-                self.counters.receive_errors += 1
-                self._error("receive failed", error)
-                _log.warning("receive failed: %s", describe_error(error))
-                if not await self._pause(_retry_pause(failures)):
+                if not await self._receive_failed("receive", error, failures):
                     return
             finally:
                 self._refilling = False
@@ -605,6 +599,17 @@ class Processor:
             lane, message = buffer.popleft()
             await self._settle(self.client, lane, message, None, "abandon")
 
+    async def _receive_failed(self, what: str, error: QueueError, failures: int) -> bool:
+        """Log a failed receive/accept and pause (longer each time); False: the worker ends
+        (the processor stops, or the client was closed under it)."""
+        if isinstance(error, ClientClosed):
+            self._fatal(error)
+            return False
+        self.counters.receive_errors += 1
+        self._error(f"{what} failed", error)
+        _log.warning("%s failed (%d in a row): %s", what, failures, describe_error(error))
+        return await self._pause(_retry_pause(failures))
+
     def _fatal(self, error: QueueError) -> None:
         self._error("client closed", error)
         _log.error("the client was closed under the processor: stopping")
@@ -624,7 +629,7 @@ class Processor:
 
         Without telemetry this is `_attempt` itself (no extra coroutine on the hot path).
         """
-        if telemetry.enabled():
+        if enabled():
             return self._traced(lane, message, session, lease)
         return self._attempt(lane, message, session, lease, False)
 
@@ -635,14 +640,12 @@ class Processor:
         session: SessionClient | None,
         lease: _Lease | None,
     ) -> _Outcome:
-        tel = telemetry.instruments()
-        labels = {telemetry.SYSTEM: self._system, telemetry.DESTINATION_NAME: str(lane.queue)}
+        tel = instruments()
+        labels = {SYSTEM: self._system, DESTINATION_NAME: str(lane.queue)}
         tel.in_flight.add(1, labels)
         start = time.perf_counter()
         try:
-            with telemetry.process_span(
-                self._system, str(lane.queue), message, message.delivery_count
-            ):
+            with process_span(self._system, str(lane.queue), message, message.delivery_count):
                 return await self._attempt(lane, message, session, lease, True)
         finally:
             tel.in_flight.add(-1, labels)
@@ -675,7 +678,7 @@ class Processor:
                 raise
             except Exception as error:
                 if traced:
-                    telemetry.record_failure(error)
+                    record_failure(error)
                 return await self._failed(settler, lane, message, lease, error, attempt)
             if lease is None and self._message_leases:
                 lease = self._message_leases.get(id(message))
@@ -726,8 +729,8 @@ class Processor:
                 description=decision.description,
             )
         self.counters.retries += 1
-        if telemetry.enabled():
-            telemetry.instruments().retries.add(1, {telemetry.SYSTEM: self._system})
+        if enabled():
+            instruments().retries.add(1, {SYSTEM: self._system})
         _log.info(
             "message %s (session %s) failed attempt %d of %d, retrying in %.2fs: %s",
             message.message_id,
@@ -854,9 +857,9 @@ class Processor:
             return
         lease.locked_until = until.timestamp()
         self.counters.lock_renewals += 1
-        if telemetry.enabled():
-            telemetry.instruments().lock_renewals.add(
-                1, {telemetry.SYSTEM: self._system, "queue_runtime.outcome": "renewed"}
+        if enabled():
+            instruments().lock_renewals.add(
+                1, {SYSTEM: self._system, "queue_runtime.outcome": "renewed"}
             )
 
     def _lock_lost(self, lease: _Lease | None, what: str, error: QueueError) -> None:
@@ -867,9 +870,9 @@ class Processor:
         self.counters.locks_lost += 1
         self._error(f"lock of {what} lost", error)
         _log.warning("lock of %s lost: %s", what, describe_error(error))
-        if telemetry.enabled():
-            telemetry.instruments().lock_renewals.add(
-                1, {telemetry.SYSTEM: self._system, "queue_runtime.outcome": "lost"}
+        if enabled():
+            instruments().lock_renewals.add(
+                1, {SYSTEM: self._system, "queue_runtime.outcome": "lost"}
             )
 
 
