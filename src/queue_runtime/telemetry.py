@@ -136,6 +136,8 @@ def configure(
     _config.tracer_provider = tracer_provider
     _config.meter_provider = meter_provider
     _config.instruments = None
+    for cls, name, fast, traced in _instrumented:
+        setattr(cls, name, fast if tracer_provider is None else traced)
 
 
 def enabled() -> bool:
@@ -240,15 +242,15 @@ def _fast_path(
     fn: Callable[..., Awaitable[Any]], traced: Callable[..., Awaitable[Any]]
 ) -> Callable[..., Awaitable[Any]]:
     """A method with ``fn``'s exact signature that calls ``fn`` itself, handing its coroutine
-    back unawaited (one plain call), while no tracer provider is installed (globally or
-    through `configure`), and ``traced`` otherwise.
+    back unawaited (one plain call), while no global tracer provider is installed, and
+    ``traced`` otherwise. (`configure` with a tracer provider installs ``traced`` itself.)
 
     Generated from the signature (as `dataclasses` does) so that no ``*args``/``**kwargs``
     packing is paid on the hot path; a global *meter* provider alone does not switch the
     client hook on (the processor's own metrics follow it regardless).
     """
     parameters = list(inspect.signature(fn).parameters.values())
-    namespace: dict[str, Any] = {"_fn": fn, "_traced": traced, "_g": _trace_globals, "_c": _config}
+    namespace: dict[str, Any] = {"_fn": fn, "_traced": traced, "_g": _trace_globals}
     declared: list[str] = []
     passed: list[str] = []
     keyword_only = False
@@ -268,13 +270,14 @@ def _fast_path(
     call = ", ".join(passed)
     source = (
         f"def {fn.__name__}({', '.join(declared)}):\n"
-        f"    if _g._TRACER_PROVIDER is None and _c.tracer_provider is None:\n"
+        f"    if _g._TRACER_PROVIDER is None:\n"
         f"        return _fn({call})\n"
         f"    return _traced({call})\n"
     )
     exec(source, namespace)  # our own template, built from the signature only
     method: Callable[..., Awaitable[Any]] = namespace[fn.__name__]
     functools.update_wrapper(method, fn)
+    method.__qr_traced__ = functools.wraps(fn)(traced)  # type: ignore[attr-defined]
     return method
 
 
@@ -283,10 +286,11 @@ def _generic_fast_path(
 ) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(fn)
     def method(*args: Any, **kwargs: Any) -> Awaitable[Any]:
-        if _trace_globals._TRACER_PROVIDER is None and _config.tracer_provider is None:
+        if _trace_globals._TRACER_PROVIDER is None:
             return fn(*args, **kwargs)
         return traced(*args, **kwargs)
 
+    method.__qr_traced__ = functools.wraps(fn)(traced)  # type: ignore[attr-defined]
     return method
 
 
@@ -385,6 +389,9 @@ def _wrap_accept(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     return _fast_path(fn, traced)
 
 
+#: (class, method name, fast-path method, always-traced method) of every instrumented method
+_instrumented: list[tuple[type, str, Callable[..., Any], Callable[..., Any]]] = []
+
 _SETTLE_OUTCOMES: Final = {
     "complete_message": "complete",
     "abandon_message": "abandon",
@@ -418,9 +425,12 @@ def instrument_client_class(cls: type) -> None:
             continue
         if getattr(fn, "__qr_instrumented__", False):
             continue
-        wrapped = wrap(fn)
-        wrapped.__qr_instrumented__ = True  # type: ignore[attr-defined]
-        setattr(cls, name, wrapped)
+        fast = wrap(fn)
+        traced = fast.__qr_traced__  # type: ignore[attr-defined]
+        for method in (fast, traced):
+            method.__dict__["__qr_instrumented__"] = True
+        _instrumented.append((cls, name, fast, traced))
+        setattr(cls, name, fast if _config.tracer_provider is None else traced)
 
 
 # -- processing spans (used by the runtime) -------------------------------------------------
