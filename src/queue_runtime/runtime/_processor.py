@@ -16,7 +16,7 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -349,6 +349,8 @@ class Processor:
         then `_Stopped` is raised and whatever it still brings is given back."""
         assert self._stop_event is not None
         if self._stop_event.is_set():
+            if isinstance(awaitable, Coroutine):
+                awaitable.close()  # never started
             raise _Stopped
         work = asyncio.ensure_future(awaitable)
         stop = asyncio.ensure_future(self._stop_event.wait())
@@ -358,6 +360,7 @@ class Processor:
             stop.cancel()
         if work.done():
             return work.result()
+        work.cancel()  # a receive cut short (if it already got messages, they are given back)
         self._orphans.append(work)
         raise _Stopped
 
