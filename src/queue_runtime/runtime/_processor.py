@@ -180,6 +180,7 @@ class Processor:
         self._held_messages: dict[int, ReceivedMessage] = {}  # messages being handled
         self._message_leases: dict[int, _Lease] = {}  # ... those the renewal task renewed
         self._renew_tick = 1.0
+        self._renew_soon = asyncio.Event()
         self._lock_estimate = 0.0  # seconds a message lock lasts (from the first receive)
         self._held: dict[int, SessionClient] = {}
         self._ready_sessions: list[tuple[Lane, SessionClient]] = []
@@ -594,7 +595,7 @@ class Processor:
             until = batch[0].locked_until_timestamp
             if until is not None and self._lock_estimate == 0:
                 self._lock_estimate = duration = until - time.time()
-                self._renew_tick = max(min(self._renew_tick, duration / 3), 0.01)
+                self._set_renew_tick(duration)
 
     async def _abandon_buffered(self) -> None:
         buffer = self._buffer
@@ -807,12 +808,25 @@ class Processor:
         lease = _Lease(None, session, until, duration / 2)
         self._leases[id(lease)] = lease
         if duration < self._renew_tick * 3:
-            self._renew_tick = max(duration / 3, 0.01)
+            self._set_renew_tick(duration)
         return lease
+
+    def _set_renew_tick(self, lock_duration: float) -> None:
+        """Look at held locks three times per ``lock_duration`` (from now on, not only after
+        the current, longer, pause)."""
+        tick = max(lock_duration / 3, 0.01)
+        if tick < self._renew_tick:
+            self._renew_tick = tick
+            self._renew_soon.set()
 
     async def _renew_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._renew_tick)
+            try:
+                async with asyncio.timeout(self._renew_tick):
+                    await self._renew_soon.wait()
+            except TimeoutError:
+                pass
+            self._renew_soon.clear()
             now = time.time()
             due = [
                 lease
