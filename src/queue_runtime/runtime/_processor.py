@@ -62,6 +62,10 @@ __all__ = ["Processor"]
 _log = logging.getLogger("queue_runtime.runtime")
 _LANE_POLL: Final = 0.05  # seconds one blocking receive waits when several lanes share it
 _ERROR_BACKOFF: Final = (0.05, 5.0)  # after a failed receive: first and longest pause
+# a lock is renewed once less than 60% of it is left, looked at every quarter of it: a renewal
+# starts with at least 35% of the lock left, time enough for a slow provider round trip
+_RENEW_AHEAD: Final = 0.6
+_RENEW_TICK: Final = 0.25
 _Outcome = Literal["done", "retry", "lost", "stopped"]
 
 
@@ -805,16 +809,16 @@ class Processor:
     def _session_lease(self, session: SessionClient) -> _Lease:
         until = session.locked_until.timestamp()
         duration = until - time.time()
-        lease = _Lease(None, session, until, duration / 2)
+        lease = _Lease(None, session, until, duration * _RENEW_AHEAD)
         self._leases[id(lease)] = lease
-        if duration < self._renew_tick * 3:
+        if duration * _RENEW_TICK < self._renew_tick:
             self._set_renew_tick(duration)
         return lease
 
     def _set_renew_tick(self, lock_duration: float) -> None:
-        """Look at held locks three times per ``lock_duration`` (from now on, not only after
+        """Look at held locks four times per ``lock_duration`` (from now on, not only after
         the current, longer, pause)."""
-        tick = max(lock_duration / 3, 0.01)
+        tick = max(lock_duration * _RENEW_TICK, 0.01)
         if tick < self._renew_tick:
             self._renew_tick = tick
             self._renew_soon.set()
@@ -839,7 +843,7 @@ class Processor:
                     until = message.locked_until_timestamp
                     if until is None:
                         continue
-                    lease = _Lease(message, None, until, self._lock_estimate / 2)
+                    lease = _Lease(message, None, until, self._lock_estimate * _RENEW_AHEAD)
                 if not lease.lost and lease.locked_until - now <= lease.renew_ahead:
                     self._message_leases[key] = lease
                     due.append(lease)
