@@ -234,6 +234,11 @@ def _message_attributes(attributes: dict[str, Any], message: Message | ReceivedM
         pass  # bad input: the adapter's validation reports it
 
 
+def _is_batch(messages: object) -> bool:
+    """A batch settlement's argument (a `ReceivedMessage` is a tuple, hence a Sequence too)."""
+    return isinstance(messages, Sequence) and not isinstance(messages, (ReceivedMessage, str))
+
+
 def _session_queue(session: object) -> object:
     return getattr(session, "_qr_destination", None)
 
@@ -361,7 +366,10 @@ def _wrap_settle(
         queue = _session_queue(self) if session else None
         attributes = _base_attributes(system, queue, "settle")
         attributes[OPERATION_NAME] = outcome
-        _message_attributes(attributes, message)
+        if _is_batch(message):
+            attributes[BATCH_COUNT] = len(message)
+        else:
+            _message_attributes(attributes, message)
         token = _settling.set(True)
         try:
             with tel.tracer.start_as_current_span(
@@ -372,7 +380,8 @@ def _wrap_settle(
                 result = await fn(self, message, *args, **kwargs)
         finally:
             _settling.reset(token)
-        tel.settled.add(1, {SYSTEM: system, "queue_runtime.outcome": outcome})
+        count = len(message) if _is_batch(message) else 1
+        tel.settled.add(count, {SYSTEM: system, "queue_runtime.outcome": outcome})
         return result
 
     return _fast_path(fn, traced)
@@ -396,6 +405,8 @@ _SETTLE_OUTCOMES: Final = {
     "complete_message": "complete",
     "abandon_message": "abandon",
     "dead_letter_message": "dead_letter",
+    "complete_messages": "complete",
+    "abandon_messages": "abandon",
 }
 
 
@@ -446,7 +457,11 @@ def process_span(system: str, queue: str, message: ReceivedMessage, attempt: int
     attributes["queue_runtime.attempt"] = attempt
     parent = extract_context(message.attributes)
     with instruments().tracer.start_as_current_span(
-        f"process {queue}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        f"process {queue}",
+        # no trace context: a trace of its own, not a child of whatever started the processor
+        context=otel_context.Context() if parent is None else parent,
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
     ) as span:
         yield span
 

@@ -101,3 +101,23 @@ async def test_readyz_fails_while_the_breaker_is_open(client: InMemoryQueueClien
         assert json.loads(body)["ready"] is False
         assert (await get(server_port, "/healthz"))[0] == 200
         await processor.stop(timeout=1)
+
+
+@pytest.mark.asyncio
+async def test_logs_carry_message_and_session_ids_never_bodies(
+    client: InMemoryQueueClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    await client.create_queue("q", requires_session=True)
+    await client.send_message("q", qr.Message(b"secret-body", session_id="pr-9", message_id="m-9"))
+
+    async def handle(message: qr.ReceivedMessage) -> None:
+        raise qr.PermanentError("unknown action")
+
+    with caplog.at_level("INFO", logger="queue_runtime.runtime"):
+        async with qr.Processor(client, "q", handle):
+            await eventually(lambda: client.statistics(qr.QueueName("q").dead_letter).active == 1)
+    (record,) = [r for r in caplog.records if "dead-lettering" in r.getMessage()]
+    assert record.name == "queue_runtime.runtime"
+    assert (record.message_id, record.session_id, record.queue) == ("m-9", "pr-9", "q")  # type: ignore[attr-defined]
+    assert record.reason == "permanent-error"  # type: ignore[attr-defined]
+    assert all("secret-body" not in r.getMessage() for r in caplog.records)

@@ -695,7 +695,7 @@ class Processor:
             try:
                 await settler.complete_message(message)
             except (MessageLockLost, SessionLockLost) as lost:
-                self._lock_lost(lease, f"message {message.message_id!r}", lost)
+                self._lock_lost(lease, f"message {message.message_id!r}", lost, message)
                 return "lost"
             except QueueError as failure:
                 self._settle_failed(message, lane, "complete", failure)
@@ -776,7 +776,7 @@ class Processor:
                 await settler.dead_letter_message(message, reason=reason, description=description)
                 self.counters.dead_lettered += 1
         except (MessageLockLost, SessionLockLost) as lost:
-            self._lock_lost(lease, f"message {message.message_id!r}", lost)
+            self._lock_lost(lease, f"message {message.message_id!r}", lost, message)
             return "lost"
         except QueueError as failure:
             self._settle_failed(message, lane, action, failure)
@@ -883,14 +883,26 @@ class Processor:
                 1, {SYSTEM: self._system, "queue_runtime.outcome": "renewed"}
             )
 
-    def _lock_lost(self, lease: _Lease | None, what: str, error: QueueError) -> None:
+    def _lock_lost(
+        self,
+        lease: _Lease | None,
+        what: str,
+        error: QueueError,
+        message: ReceivedMessage | None = None,
+    ) -> None:
         if lease is not None:
             if lease.lost:
                 return
             lease.lost = True
+            message = message or lease.message
         self.counters.locks_lost += 1
         self._error(f"lock of {what} lost", error)
-        _log.warning("lock of %s lost: %s", what, describe_error(error))
+        extra: dict[str, object] = {}
+        if message is not None:
+            extra = {"message_id": message.message_id, "session_id": message.session_id}
+        elif lease is not None and lease.session is not None:
+            extra = {"session_id": lease.session.session_id}
+        _log.warning("lock of %s lost: %s", what, describe_error(error), extra=extra)
         if enabled():
             instruments().lock_renewals.add(
                 1, {SYSTEM: self._system, "queue_runtime.outcome": "lost"}
