@@ -22,7 +22,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import propagate
 from opentelemetry import trace as otel_trace
-from opentelemetry.metrics import Meter, MeterProvider
+from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, UpDownCounter
+from opentelemetry.metrics import _Gauge as Gauge
 from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
 
 from ._messages import Message, ReceivedMessage
@@ -73,46 +74,66 @@ if not (
     _trace_globals = _metrics_globals = _AlwaysSet()
 
 
+#: attribute: (instrument kind, name, unit, description)
+_INSTRUMENTS: Final = {
+    "sent": ("counter", "messaging.client.sent.messages", "{message}", "Messages sent"),
+    "received": (
+        "counter",
+        "messaging.client.consumed.messages",
+        "{message}",
+        "Messages received",
+    ),
+    "settled": (
+        "counter",
+        "queue_runtime.messages.settled",
+        "{message}",
+        "Settlements by outcome (complete, abandon, dead_letter)",
+    ),
+    "retries": (
+        "counter",
+        "queue_runtime.processor.retries",
+        "{attempt}",
+        "Handler failures that will be retried",
+    ),
+    "duration": ("histogram", "messaging.process.duration", "s", "Handler duration"),
+    "in_flight": (
+        "up_down_counter",
+        "queue_runtime.processor.in_flight",
+        "{message}",
+        "Messages being handled",
+    ),
+    "breaker_state": (
+        "gauge",
+        "queue_runtime.processor.circuit_breaker.state",
+        "1",
+        "0 closed, 1 half-open, 2 open",
+    ),
+    "lock_renewals": (
+        "counter",
+        "queue_runtime.processor.lock_renewals",
+        "{renewal}",
+        "Lock renewals by outcome (renewed, lost)",
+    ),
+}
+
+
 class Instruments:
     """The tracer and the instruments of one provider pair (see `instruments`)."""
 
+    sent: Counter
+    received: Counter
+    settled: Counter
+    retries: Counter
+    duration: Histogram
+    in_flight: UpDownCounter
+    breaker_state: Gauge
+    lock_renewals: Counter
+
     def __init__(self, tracer: Tracer, meter: Meter) -> None:
         self.tracer = tracer
-        self.sent = meter.create_counter(
-            "messaging.client.sent.messages", unit="{message}", description="Messages sent"
-        )
-        self.received = meter.create_counter(
-            "messaging.client.consumed.messages",
-            unit="{message}",
-            description="Messages received",
-        )
-        self.settled = meter.create_counter(
-            "queue_runtime.messages.settled",
-            unit="{message}",
-            description="Settlements by outcome (completed, abandoned, dead_lettered)",
-        )
-        self.retries = meter.create_counter(
-            "queue_runtime.processor.retries",
-            unit="{attempt}",
-            description="Handler failures that will be retried",
-        )
-        self.duration = meter.create_histogram(
-            "messaging.process.duration", unit="s", description="Handler duration"
-        )
-        self.in_flight = meter.create_up_down_counter(
-            "queue_runtime.processor.in_flight",
-            unit="{message}",
-            description="Messages being handled",
-        )
-        self.breaker_state = meter.create_gauge(
-            "queue_runtime.processor.circuit_breaker.state",
-            description="0 closed, 1 half-open, 2 open",
-        )
-        self.lock_renewals = meter.create_counter(
-            "queue_runtime.processor.lock_renewals",
-            unit="{renewal}",
-            description="Lock renewals by outcome (renewed, lost)",
-        )
+        for attribute, (kind, name, unit, description) in _INSTRUMENTS.items():
+            create = getattr(meter, f"create_{kind}")
+            setattr(self, attribute, create(name, unit=unit, description=description))
 
 
 class _Config:

@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import queue_runtime as qr
+from queue_runtime.adapters.memory import InMemoryQueueClient
+
 
 async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     """Wait (polling every few ms) until ``condition()`` holds; fail after ``timeout``."""
@@ -32,3 +35,19 @@ class Otel:
                 for metric in scope.metrics:
                     points.setdefault(metric.name, []).extend(metric.data.data_points)
         return points
+
+
+def drained(client: InMemoryQueueClient, queue: str) -> bool:
+    """Nothing of ``queue`` is available or locked any more."""
+    stats = client.statistics(queue)
+    return stats.active == 0 and stats.locked == 0
+
+
+async def dead_letters(client: InMemoryQueueClient, queue: str) -> list[qr.ReceivedMessage]:
+    """Everything in the dead-letter queue of ``queue`` (received, not settled)."""
+    found: list[qr.ReceivedMessage] = []
+    while batch := await client.receive_messages(
+        qr.QueueName(queue).dead_letter, max_messages=100, timeout=0
+    ):
+        found.extend(batch)
+    return found

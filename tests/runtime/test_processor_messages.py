@@ -7,18 +7,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from runtime_helpers import eventually
+from runtime_helpers import drained, eventually
 
 import queue_runtime as qr
 from queue_runtime.adapters.memory import InMemoryQueueClient
 from queue_runtime.testing import ManualClock
 
 FAST_RETRY = qr.RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01)
-
-
-def drained(client: InMemoryQueueClient, queue: str) -> bool:
-    stats = client.statistics(queue)
-    return stats.active == 0 and stats.locked == 0
 
 
 @pytest.mark.asyncio

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pydantic
 import pytest
-from runtime_helpers import eventually
+from runtime_helpers import dead_letters, drained, eventually
 
 import queue_runtime as qr
 from queue_runtime.adapters.memory import InMemoryQueueClient
@@ -22,20 +22,6 @@ class PullRequestEvent(pydantic.BaseModel):
 
 
 FAST_RETRY = qr.RetryPolicy(max_attempts=5, initial_delay=0.001, max_delay=0.01)
-
-
-def drained(client: InMemoryQueueClient, queue: str) -> bool:
-    stats = client.statistics(queue)
-    return stats.active == 0 and stats.locked == 0
-
-
-async def dead_letters(client: InMemoryQueueClient, queue: str) -> list[qr.ReceivedMessage]:
-    found: list[qr.ReceivedMessage] = []
-    while batch := await client.receive_messages(
-        qr.QueueName(queue).dead_letter, max_messages=100, timeout=0
-    ):
-        found.extend(batch)
-    return found
 
 
 @pytest.mark.asyncio

@@ -8,8 +8,9 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
+
+from ._service import Service
 
 __all__ = ["Counters", "Health", "HealthServer", "render_metrics"]
 
@@ -72,7 +73,7 @@ def render_metrics(health: Health, prefix: str = "queue_runtime_processor") -> s
     return "\n".join(lines) + "\n"
 
 
-class HealthServer:
+class HealthServer(Service):
     """``/healthz`` (200 while running), ``/readyz`` (200 while ready) and ``/metrics`` for
     one processor, on ``host:port`` (port 0: any free port, see `port`)."""
 
@@ -94,23 +95,11 @@ class HealthServer:
         if self._server is None:
             self._server = await asyncio.start_server(self._serve, self._host, self._port)
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
             server.close()
             await server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -18,8 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
 from .._errors import (
     ClientClosed,
@@ -56,6 +55,7 @@ from ._middleware import (
     endpoint,
 )
 from ._policy import RetryPolicy, describe_error, verdict
+from ._service import Service
 
 __all__ = ["Processor"]
 
@@ -93,7 +93,7 @@ def _ids(message: ReceivedMessage, queue: QueueName) -> dict[str, object]:
     }
 
 
-class Processor:
+class Processor(Service):
     """Runs ``handler`` over the messages of ``queue`` (or of several lanes, highest first).
 
     ``handler`` takes the `ReceivedMessage`, its body parsed into a pydantic model (annotate
@@ -273,7 +273,7 @@ class Processor:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
         if self._health_server is not None:
-            await self._health_server.close()
+            await self._health_server.stop()
         self._state = "stopped"
         self._stopped_event.set()
         _log.info("processor stopped (%s)", self.counters)
@@ -303,18 +303,6 @@ class Processor:
         _log.info("received %s: stopping", sig.name)
         if self._stop_task is None:
             self._stop_task = asyncio.get_running_loop().create_task(self.stop())
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- health ----------------------------------------------------------------------------
 
