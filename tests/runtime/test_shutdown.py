@@ -138,10 +138,16 @@ def start_worker(*args: str) -> subprocess.Popen[str]:
     return worker
 
 
-@pytest.mark.parametrize("sessions", ["0", "1"], ids=["messages", "sessions"])
-def test_sigterm_stops_a_worker_process_gracefully_and_loses_nothing(sessions: str) -> None:
+@pytest.mark.parametrize(
+    ("sessions", "sig"),
+    [("0", signal.SIGTERM), ("1", signal.SIGTERM), ("0", signal.SIGINT)],
+    ids=["messages", "sessions", "sigint"],
+)
+def test_sigterm_stops_a_worker_process_gracefully_and_loses_nothing(
+    sessions: str, sig: signal.Signals
+) -> None:
     worker = start_worker("memory", "40", sessions)
-    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(sig)
     out, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
     report = json.loads(out.strip().splitlines()[-1])

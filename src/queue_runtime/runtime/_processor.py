@@ -160,11 +160,11 @@ class Processor(Service):
             if circuit_breaker is None
             else Breaker(circuit_breaker, on_change=self._breaker_changed)
         )
-        builtins: list[Middleware] = []
-        if rate_limit is not None:
-            builtins.append(RateLimitMiddleware(RateLimiter(rate_limit)))
+        builtins: list[Middleware] = []  # the breaker first: no token is spent while open
         if self._breaker is not None:
             builtins.append(CircuitBreakerMiddleware(self._breaker))
+        if rate_limit is not None:
+            builtins.append(RateLimitMiddleware(RateLimiter(rate_limit)))
         inner: list[Middleware] = list(middleware)
         if handler_timeout is not None:
             inner.append(TimeoutMiddleware(float(handler_timeout)))
