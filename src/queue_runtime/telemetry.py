@@ -14,8 +14,8 @@ import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar
 
 from opentelemetry import context as otel_context
@@ -43,6 +43,7 @@ __all__ = [
     "instrument_client_class",
     "instruments",
     "messaging_system",
+    "metering",
     "process_span",
     "record_failure",
     "tracer",
@@ -468,23 +469,37 @@ def instrument_client_class(cls: type) -> None:
 # -- processing spans (used by the runtime) -------------------------------------------------
 
 
-@contextmanager
-def process_span(system: str, queue: str, message: ReceivedMessage, attempt: int) -> Iterator[Span]:
-    """A ``process`` span for ``message``, a child of the producer's span when the message
-    carries a trace context (a new trace otherwise)."""
-    attributes: dict[str, Any] = _base_attributes(system, queue, "process")
-    _message_attributes(attributes, message)
-    attributes["messaging.message.delivery_count"] = message.delivery_count
-    attributes["queue_runtime.attempt"] = attempt
+def process_span(
+    system: str, queue: str, message: ReceivedMessage, attempt: int
+) -> AbstractContextManager[Span]:
+    """A ``process`` span for ``message`` (use as ``with``), a child of the producer's span when
+    the message carries a trace context (a trace of its own otherwise, not a child of whatever
+    started the processor)."""
+    attributes: dict[str, Any] = {
+        SYSTEM: system,
+        OPERATION_TYPE: "process",
+        DESTINATION_NAME: queue,
+        MESSAGE_ID: message.message_id,
+        "messaging.message.delivery_count": message.delivery_count,
+        "queue_runtime.attempt": attempt,
+    }
+    if message.session_id is not None:
+        attributes[CONVERSATION_ID] = message.session_id
     parent = extract_context(message.attributes)
-    with instruments().tracer.start_as_current_span(
+    return instruments().tracer.start_as_current_span(
         f"process {queue}",
-        # no trace context: a trace of its own, not a child of whatever started the processor
-        context=otel_context.Context() if parent is None else parent,
+        context=_ROOT if parent is None else parent,
         kind=SpanKind.CONSUMER,
         attributes=attributes,
-    ) as span:
-        yield span
+    )
+
+
+_ROOT: Final = otel_context.Context()
+
+
+def metering() -> bool:
+    """Whether a meter provider is installed (globally or through `configure`)."""
+    return not (_metrics_globals._METER_PROVIDER is None and _config.meter_provider is None)
 
 
 def record_failure(error: BaseException) -> None:

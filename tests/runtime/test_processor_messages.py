@@ -212,21 +212,21 @@ async def test_lanes_must_agree_on_sessions(client: InMemoryQueueClient) -> None
 async def test_a_handler_slower_than_the_lock_keeps_its_lock_and_is_called_once(
     client: InMemoryQueueClient, sessions: bool
 ) -> None:
-    await client.create_queue("q", requires_session=sessions, lock_duration=0.15)
+    await client.create_queue("q", requires_session=sessions, lock_duration=0.25)
     await client.send_message("q", qr.Message(b"slow", session_id="s" if sessions else None))
     calls = 0
 
     async def handle(message: qr.ReceivedMessage) -> None:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.6)  # four lock durations
+        await asyncio.sleep(0.75)  # three lock durations
 
     processor = qr.Processor(client, "q", handle)
     async with processor:
         await eventually(lambda: drained(client, "q"))
     assert calls == 1
     assert client.statistics("q").completed == 1
-    assert processor.counters.lock_renewals >= 3
+    assert processor.counters.lock_renewals >= 2
     assert processor.counters.locks_lost == 0
 
 

@@ -155,11 +155,11 @@ async def test_one_worker_moves_to_the_next_session_as_soon_as_one_drains(
         order.append(message.session_id)
 
     started = asyncio.get_running_loop().time()
-    processor = qr.Processor(client, "q", handle, max_concurrent_sessions=1)
+    processor = qr.Processor(client, "q", handle, max_concurrent_sessions=1, receive_timeout=10)
     async with processor:
         await eventually(lambda: drained(client, "q"))
         assert processor.health().sessions == ()  # a drained session is not held
-    assert asyncio.get_running_loop().time() - started < 1.0  # no idle wait between sessions
+    assert asyncio.get_running_loop().time() - started < 5  # no wait between sessions at all
     assert len(order) == 9
     assert [order[i] for i in (0, 3, 6)] == sorted(set(order))  # one session at a time
     assert len(set(order[0:3])) == len(set(order[3:6])) == len(set(order[6:9])) == 1

@@ -37,6 +37,7 @@ from ..telemetry import (
     enabled,
     instruments,
     messaging_system,
+    metering,
     process_span,
     record_failure,
 )
@@ -636,16 +637,19 @@ class Processor(Service):
         session: SessionClient | None,
         lease: _Lease | None,
     ) -> _Outcome:
-        tel = instruments()
-        labels = {SYSTEM: self._system, DESTINATION_NAME: str(lane.queue)}
-        tel.in_flight.add(1, labels)
-        start = time.perf_counter()
-        try:
-            with process_span(self._system, str(lane.queue), message, message.delivery_count):
+        queue = str(lane.queue)
+        with process_span(self._system, queue, message, message.delivery_count):
+            if not metering():
                 return await self._attempt(lane, message, session, lease, True)
-        finally:
-            tel.in_flight.add(-1, labels)
-            tel.duration.record(time.perf_counter() - start, labels)
+            tel = instruments()
+            labels = {SYSTEM: self._system, DESTINATION_NAME: queue}
+            tel.in_flight.add(1, labels)
+            start = time.perf_counter()
+            try:
+                return await self._attempt(lane, message, session, lease, True)
+            finally:
+                tel.in_flight.add(-1, labels)
+                tel.duration.record(time.perf_counter() - start, labels)
 
     async def _attempt(
         self,
