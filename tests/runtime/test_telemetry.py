@@ -3,6 +3,7 @@ consumer span continuing the producer's trace, metrics, and the no-SDK fast path
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import pytest
@@ -170,3 +171,37 @@ def test_every_adapter_class_is_instrumented_once() -> None:
         pass  # inherits the wrapped methods; wraps nothing again
 
     assert Sub.send_message is InMemoryQueueClient.send_message
+
+
+@pytest.mark.asyncio
+async def test_breaker_state_and_lock_renewals_are_metrics(
+    client: InMemoryQueueClient, otel: Otel
+) -> None:
+    await client.create_queue("q", lock_duration=0.2)
+    await client.send_message("q", qr.Message(b"m"))
+    calls = 0
+
+    async def handle(message: qr.ReceivedMessage) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.3)  # renewed at least once
+            raise OSError("down")
+
+    processor = qr.Processor(
+        client,
+        "q",
+        handle,
+        retry=qr.RetryPolicy(initial_delay=0.001, max_delay=0.002),
+        circuit_breaker=qr.CircuitBreaker(failure_threshold=1, recovery_timeout=0.05),
+    )
+    async with processor:
+        await eventually(lambda: client.statistics("q").completed == 1)
+    points = otel.metric_points()
+    (state,) = points["queue_runtime.processor.circuit_breaker.state"]
+    assert state.value == 0  # type: ignore[attr-defined]  # closed again, after open and half-open
+    renewals = {
+        p.attributes["queue_runtime.outcome"]: p.value  # type: ignore[attr-defined]
+        for p in points["queue_runtime.processor.lock_renewals"]
+    }
+    assert renewals["renewed"] >= 1

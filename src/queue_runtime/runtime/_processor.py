@@ -112,7 +112,7 @@ class Processor(Service):
         *,
         max_concurrent_sessions: int = 8,
         max_concurrency: int = 16,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, shared safely
         circuit_breaker: CircuitBreaker | None = CircuitBreaker(),  # noqa: B008 - frozen
         rate_limit: RateLimit | None = None,
         handler_timeout: float | None = None,
@@ -145,7 +145,13 @@ class Processor(Service):
         self.client = client
         self.lanes = lanes_of(queue)
         self._scheduler = LaneScheduler(self.lanes)
-        self.retry = retry or RetryPolicy()
+        if not isinstance(retry, RetryPolicy):
+            raise ValidationError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        if circuit_breaker is not None and not isinstance(circuit_breaker, CircuitBreaker):
+            raise ValidationError(
+                f"circuit_breaker must be a CircuitBreaker or None, not {type(circuit_breaker)}"
+            )
+        self.retry = retry
         self.max_concurrent_sessions = max_concurrent_sessions
         self.max_concurrency = max_concurrency
         self._sessions_mode = sessions
