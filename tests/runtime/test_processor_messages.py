@@ -257,3 +257,52 @@ async def test_a_lost_lock_is_counted_not_settled_twice_and_the_processor_moves_
         assert processor.counters.completed == 2
         assert client.statistics("q").completed == 2
         assert "lost" in (processor.health().last_error or "")
+
+
+class FlakyReceives(InMemoryQueueClient):
+    """The in-memory adapter whose first receives fail as a provider outage would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(default_timeout=1)
+        self.failures = failures
+
+    async def receive_messages(
+        self, queue: qr.QueueName | str, *, max_messages: int = 10, timeout: qr.Timeout = None
+    ) -> list[qr.ReceivedMessage]:
+        if self.failures:
+            self.failures -= 1
+            raise qr.ConnectionError("connection reset by peer")
+        return await super().receive_messages(queue, max_messages=max_messages, timeout=timeout)
+
+
+@pytest.mark.asyncio
+async def test_failed_receives_are_retried_and_the_processor_keeps_going() -> None:
+    async with FlakyReceives(failures=3) as client:
+        await client.create_queue("q")
+        await client.send_message("q", qr.Message(b"m"))
+        done: list[bytes] = []
+
+        async def handle(message: qr.ReceivedMessage) -> None:
+            done.append(message.body)
+
+        processor = qr.Processor(client, "q", handle, max_concurrency=1)
+        async with processor:
+            await eventually(lambda: done == [b"m"])
+        assert processor.counters.receive_errors == 3
+        assert "connection reset" in (processor.health().last_error or "")
+
+
+@pytest.mark.asyncio
+async def test_a_client_closed_under_the_processor_stops_it() -> None:
+    client = InMemoryQueueClient(default_timeout=1)
+    await client.open()
+    await client.create_queue("q")
+
+    async def handle(message: qr.ReceivedMessage) -> None: ...
+
+    processor = qr.Processor(client, "q", handle, receive_timeout=0.05)
+    await processor.start()
+    await client.aclose()
+    await eventually(lambda: not processor.health().running)
+    await processor.stop()
+    assert "closed" in (processor.health().last_error or "")

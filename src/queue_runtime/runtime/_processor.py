@@ -235,6 +235,9 @@ class Processor(Service):
         else:
             workers = [self._message_worker() for _ in range(self.max_concurrency)]
         self._tasks = [asyncio.create_task(w) for w in workers]
+        if self._lock_renewal and not self.client.capabilities.lock_renewal:
+            _log.info("the adapter cannot renew locks: handlers must finish within the lock")
+            self._lock_renewal = False
         if self._lock_renewal:
             self._renewer = asyncio.create_task(self._renew_loop())
         if self._health_server is not None:
