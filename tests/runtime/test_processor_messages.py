@@ -203,8 +203,13 @@ async def test_lanes_must_agree_on_sessions(client: InMemoryQueueClient) -> None
 
     async def handle(message: qr.ReceivedMessage) -> None: ...
 
+    await client.send_message("a", qr.Message(b"m", session_id="s"))
     with pytest.raises(qr.ValidationError, match="sessions"):
         await qr.Processor(client, ["a", "b"], handle).start()
+    assert client.statistics("a").locked_sessions == 0  # the session it tried is released
+    with pytest.raises(qr.QueueNotFound):
+        await qr.Processor(client, ["a", "missing"], handle).start()
+    assert client.statistics("a").locked_sessions == 0
 
 
 @pytest.mark.asyncio

@@ -226,6 +226,9 @@ class Processor(Service):
         try:
             sessions = await self._detect_sessions()
         except BaseException:
+            for _, session in self._ready_sessions:
+                await self._close_session(session)
+            self._ready_sessions.clear()
             self._state = "stopped"
             self._stopped_event.set()
             raise
@@ -415,8 +418,6 @@ class Processor(Service):
             if session is not None:
                 self._ready_sessions.append((lane, session))
         if len(modes) > 1:
-            for _, session in self._ready_sessions:
-                await self._close_session(session)
             raise ValidationError("the lanes of one processor must all have sessions or none")
         return modes.pop()
 
