@@ -210,3 +210,24 @@ def test_sigkill_loses_nothing_on_sqs_messages_come_back_when_their_locks_run_ou
     assert len(twice) <= 4  # at most the handlers in flight when it was killed (max_concurrency)
     assert len(handled) == len(set(handled))
     assert dead == 0
+
+
+@pytest.mark.asyncio
+async def test_stop_while_a_session_idles_releases_it_at_once(client: InMemoryQueueClient) -> None:
+    await client.create_queue("q", requires_session=True)
+    await client.send_message("q", qr.Message(b"m", session_id="s"))
+    handled = asyncio.Event()
+
+    async def handle(message: qr.ReceivedMessage) -> None:
+        handled.set()
+
+    processor = qr.Processor(client, "q", handle, session_idle_timeout=30)
+    await processor.start()
+    await handled.wait()
+    await eventually(lambda: client.statistics("q").completed == 1)
+    assert processor.health().sessions == ("s",)  # held while it idles, as asked
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await processor.stop(timeout=10)
+    assert loop.time() - began < 5
+    assert client.statistics("q").locked_sessions == 0

@@ -350,9 +350,10 @@ class Processor(Service):
 
     # -- waiting that ends when the processor stops ---------------------------------------
 
-    async def _until_stopped(self, awaitable: Awaitable[Any], timeout: float | None) -> Any:
-        """Await ``awaitable`` (a receive or an accept) unless the processor stops first:
-        then `_Stopped` is raised and whatever it still brings is given back."""
+    async def _until_stopped(self, awaitable: Awaitable[Any], *, give_back: bool = True) -> Any:
+        """Await ``awaitable`` (a receive or an accept) unless the processor stops first: then
+        it is cancelled and `_Stopped` raised; whatever it still brings is given back at the
+        end of `stop` (``give_back=False``: a session receive, released with its session)."""
         assert self._stop_event is not None
         if self._stop_event.is_set():
             if isinstance(awaitable, Coroutine):
@@ -361,13 +362,14 @@ class Processor(Service):
         work = asyncio.ensure_future(awaitable)
         stop = asyncio.ensure_future(self._stop_event.wait())
         try:
-            await asyncio.wait((work, stop), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((work, stop), return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
         if work.done():
             return work.result()
-        work.cancel()  # a receive cut short (if it already got messages, they are given back)
-        self._orphans.append(work)
+        work.cancel()
+        if give_back:
+            self._orphans.append(work)
         raise _Stopped
 
     async def _give_back_orphans(self) -> None:
@@ -431,9 +433,7 @@ class Processor(Service):
                 return lane, session
         lane = order[0]
         wait = self._receive_timeout if len(self.lanes) == 1 else _LANE_POLL
-        session = await self._until_stopped(
-            self.client.accept_session(lane.queue, timeout=wait), None
-        )
+        session = await self._until_stopped(self.client.accept_session(lane.queue, timeout=wait))
         return None if session is None else (lane, session)
 
     async def _session_worker(self) -> None:
@@ -442,7 +442,7 @@ class Processor(Service):
         while not self._stop_event.is_set():
             try:
                 if self._breaker is not None and not self._breaker.receiving():
-                    await self._until_stopped(self._breaker.wait_receiving(), None)
+                    await self._until_stopped(self._breaker.wait_receiving())
                 accepted = await self._accept()
             except _Stopped:
                 return
@@ -467,8 +467,8 @@ class Processor(Service):
         pending: deque[ReceivedMessage] = deque()
         try:
             await self._drain(lane, session, pending, lease)
-        except asyncio.CancelledError:
-            raise
+        except _Stopped:
+            pass  # stopping while the session idled: release it below
         except (SessionLockLost, MessageLockLost) as error:
             self._lock_lost(lease, f"session {session.session_id!r}", error)
         except QueueError as error:
@@ -493,8 +493,13 @@ class Processor(Service):
         stop = self._stop_event
         while not stop.is_set():
             if not pending:
-                batch = await session.receive_messages(
+                receive = session.receive_messages(
                     max_messages=self._prefetch, timeout=self._idle_timeout
+                )
+                batch = (
+                    await self._until_stopped(receive, give_back=False)
+                    if self._idle_timeout
+                    else await receive
                 )
                 if not batch:
                     return  # drained: release it, take the next session
@@ -574,7 +579,7 @@ class Processor(Service):
         """Receive at most the free capacity (never more than ``max_concurrency`` held)."""
         breaker = self._breaker
         if breaker is not None and breaker.state.state != "closed":
-            await self._until_stopped(breaker.wait_receiving(), None)
+            await self._until_stopped(breaker.wait_receiving())
         room = self.max_concurrency - self._busy - len(self._buffer)
         if breaker is not None and breaker.state.state != "closed":
             room = min(room, breaker.config.half_open_max_calls)
@@ -590,7 +595,7 @@ class Processor(Service):
             lane = order[0]
             wait = self._receive_timeout if len(self.lanes) == 1 else _LANE_POLL
             batch = await self._until_stopped(
-                client.receive_messages(lane.queue, max_messages=room, timeout=wait), None
+                client.receive_messages(lane.queue, max_messages=room, timeout=wait)
             )
         if batch:
             self.counters.received += len(batch)
