@@ -30,6 +30,18 @@ from ._names import MessageId, QueueName, SessionId
 from .config import AwsSqsConfig, AzureServiceBusConfig, InMemoryConfig, QueueConfig
 from .engine import QueueStatistics
 from .ports import QueueClient, SessionClient, Timeout
+from .runtime import (
+    CircuitBreaker,
+    Health,
+    Lane,
+    MessageContext,
+    Middleware,
+    PayloadError,
+    PermanentError,
+    Processor,
+    RateLimit,
+    RetryPolicy,
+)
 
 __version__ = "0.1.0"
 
@@ -39,15 +51,23 @@ __all__ = [
     "BatchSendError",
     "BatchSettleError",
     "Capabilities",
+    "CircuitBreaker",
     "ClientClosed",
     "Clock",
     "ConfigurationError",
     "ConnectionError",
+    "Health",
     "InMemoryConfig",
+    "Lane",
     "ManualClock",
     "Message",
+    "MessageContext",
     "MessageId",
     "MessageLockLost",
+    "Middleware",
+    "PayloadError",
+    "PermanentError",
+    "Processor",
     "ProviderError",
     "QueueAlreadyExists",
     "QueueClient",
@@ -56,8 +76,10 @@ __all__ = [
     "QueueName",
     "QueueNotFound",
     "QueueStatistics",
+    "RateLimit",
     "ReceivedMessage",
     "RedactingFilter",
+    "RetryPolicy",
     "SessionClient",
     "SessionId",
     "SessionLockLost",
