@@ -25,7 +25,14 @@ from ._errors import (
 from ._factory import create_client
 from ._messages import Message, ReceivedMessage
 from ._names import MessageId, QueueName, SessionId
-from .config import AwsSqsConfig, AzureServiceBusConfig, InMemoryConfig, QueueConfig
+from .config import (
+    AwsSqsConfig,
+    AzureServiceBusConfig,
+    InMemoryConfig,
+    PostgresConfig,
+    QueueConfig,
+    SqliteConfig,
+)
 from .engine import QueueStatistics
 from .ports import QueueClient, SessionClient, Timeout
 
@@ -42,6 +49,7 @@ __all__ = [
     "ConnectionError",
     "InMemoryConfig",
     "ManualClock",
+    "PostgresConfig",
     "Message",
     "MessageId",
     "MessageLockLost",
@@ -58,6 +66,7 @@ __all__ = [
     "SessionId",
     "SessionLockLost",
     "SessionLocked",
+    "SqliteConfig",
     "SystemClock",
     "Timeout",
     "TimeoutError",

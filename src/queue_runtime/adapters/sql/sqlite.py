@@ -1,0 +1,253 @@
+"""SQLite: one file, WAL journal, every transaction in the client's own worker thread.
+
+Each client owns one connection, used only by one worker thread, so the event loop never
+waits on the file. Write transactions start ``BEGIN IMMEDIATE``: the write lock is taken
+first, so two consumers (threads or processes) never pick the same message. Waiters in this
+process are woken right after a commit; other processes' commits are seen by a short poll that
+backs off (SQLite has no notifications). ``synchronous=NORMAL`` (the default) in WAL mode
+keeps every committed transaction through a crash of the process; ``FULL`` also through a
+power loss, at the cost of an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, Final, TypeVar
+
+from ..._clock import Clock
+from ..._errors import (
+    ConfigurationError,
+    ProviderError,
+    QueueError,
+    TimeoutError,
+)
+from ...config import SqliteConfig
+from ._client import SqlQueueClient
+from ._database import Database, WakeListener, log
+from ._rules import Execute, ExecuteMany, Op, Query, Wake
+from ._schema import migration_plan, version_statements
+from ._statements import Dialect, Statements
+
+__all__ = ["SqliteDatabase", "SqliteQueueClient", "sqlite_dialect"]
+
+T = TypeVar("T")
+
+
+def sqlite_dialect(table_prefix: str) -> Dialect:
+    return Dialect(
+        name="sqlite",
+        namespace=table_prefix,
+        index_prefix=table_prefix,
+        numbered_placeholders=False,
+        serial="INTEGER PRIMARY KEY AUTOINCREMENT",
+        bigint="INTEGER",
+        double="REAL",
+        blob="BLOB",
+        skip_locked="",
+    )
+
+
+# -- wake-ups between the clients of one process ---------------------------------------------
+
+_hub_lock = threading.Lock()
+_hub: dict[str, list[tuple[asyncio.AbstractEventLoop, WakeListener]]] = {}
+
+
+def _subscribe(key: str, listener: WakeListener) -> Callable[[], None]:
+    entry = (asyncio.get_running_loop(), listener)
+    with _hub_lock:
+        _hub.setdefault(key, []).append(entry)
+
+    def unsubscribe() -> None:
+        with _hub_lock:
+            listeners = _hub.get(key, [])
+            if entry in listeners:
+                listeners.remove(entry)
+            if not listeners:
+                _hub.pop(key, None)
+
+    return unsubscribe
+
+
+def _announce(key: str, queues: list[str]) -> None:
+    with _hub_lock:
+        listeners = list(_hub.get(key, ()))
+    if not listeners:
+        return
+    running = asyncio.get_running_loop()
+    for loop, listener in listeners:
+        for queue in dict.fromkeys(queues):
+            if loop is running:
+                listener(queue)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(listener, queue)
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+_BUSY: Final = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+_UNUSABLE: Final = {"SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH"}
+
+
+def translate(exc: sqlite3.Error, where: str) -> QueueError:
+    """A sqlite3 error as an error of our tree; what failed was rolled back."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = f"{where}: {exc}"
+    if name in _BUSY or "locked" in str(exc):
+        return TimeoutError(f"{text} (another connection held the write lock too long)")
+    if name.startswith("SQLITE_READONLY"):
+        return ConfigurationError(f"{text}: the database file or its directory is read-only")
+    if name == "SQLITE_FULL":
+        return ProviderError(f"{text}: nothing was written", retryable=True)
+    if name in _UNUSABLE or name.startswith("SQLITE_CANTOPEN"):
+        return ConfigurationError(text)
+    return ProviderError(text)
+
+
+class SqliteDatabase(Database):
+    """One connection to a SQLite file, used from one worker thread."""
+
+    poll_interval = (0.005, 0.2)
+
+    def __init__(self, config: SqliteConfig) -> None:
+        self._config = config
+        self._path = os.path.abspath(config.path)
+        self.key = f"sqlite:{self._path}:{config.table_prefix}"
+        self._dialect = sqlite_dialect(config.table_prefix)
+        self.statements = Statements(self._dialect)
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    async def open(self, on_wake: WakeListener) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="queue-runtime-sqlite")
+        try:
+            await self._in_thread(self._connect)
+        except BaseException:
+            await self.close()
+            raise
+        self._unsubscribe = _subscribe(self.key, on_wake)
+        log.debug("opened sqlite database %s", self._path)
+
+    async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await asyncio.get_running_loop().run_in_executor(executor, connection.close)
+        executor.shutdown(wait=False)
+
+    async def _in_thread(self, function: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise ConfigurationError("the sqlite database is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+        except sqlite3.Error as exc:
+            raise translate(exc, f"sqlite database {self._path}") from exc
+
+    def _connect(self) -> None:
+        config = self._config
+        directory = os.path.dirname(self._path)
+        if not os.path.isdir(directory):
+            raise ConfigurationError(f"sqlite database {self._path}: no directory {directory}")
+        connection = sqlite3.connect(
+            self._path,
+            timeout=config.busy_timeout.total_seconds(),
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA synchronous={config.synchronous.upper()}")
+            connection.execute("PRAGMA foreign_keys=ON")
+            if config.max_page_count is not None:
+                connection.execute(f"PRAGMA max_page_count={int(config.max_page_count)}")
+            self._migrate(connection)
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        create, read = version_statements(self._dialect)
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(create)
+            row = connection.execute(read).fetchone()
+            plan = migration_plan(
+                self._dialect, None if row is None else int(row[0]), f"sqlite database {self._path}"
+            )
+            for sql in plan:
+                connection.execute(sql)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        if plan:
+            log.debug("migrated sqlite database %s (%d statements)", self._path, len(plan))
+
+    async def run(self, op: Op[T], label: str) -> T:
+        result, wakes = await self._in_thread(lambda: self._transaction(op))
+        if wakes:
+            _announce(self.key, wakes)
+        return result
+
+    def _transaction(self, op: Op[T]) -> tuple[T, list[str]]:
+        connection = self._connection
+        if connection is None:
+            raise ConfigurationError("the sqlite database is closed")
+        execute = connection.execute
+        wakes: list[str] = []
+        execute("BEGIN IMMEDIATE")
+        try:
+            value: Any = None
+            while True:
+                step = op.send(value)
+                if type(step) is Query:
+                    value = execute(step.sql, step.params).fetchall()
+                elif type(step) is Execute:
+                    value = execute(step.sql, step.params).rowcount
+                elif type(step) is ExecuteMany:
+                    connection.executemany(step.sql, step.rows)
+                    value = None
+                else:
+                    assert isinstance(step, Wake)
+                    wakes.append(step.queue)
+                    value = None
+        except StopIteration as stop:
+            execute("COMMIT")
+            return stop.value, wakes
+        except BaseException:
+            if connection.in_transaction:
+                execute("ROLLBACK")
+            raise
+
+
+class SqliteQueueClient(SqlQueueClient):
+    """Queues in a SQLite file (``sqlite:///path/to/queues.db``): durable, shared by the
+    processes of one host."""
+
+    def __init__(
+        self,
+        config: SqliteConfig,
+        *,
+        default_timeout: float | timedelta = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(
+            SqliteDatabase(config),
+            max_message_size=config.max_message_size,
+            clock=clock,
+            default_timeout=default_timeout,
+        )
