@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -71,9 +72,10 @@ def kombu_memory(n: int) -> None:
         simple.close()
 
 
-def measure(run: Callable[[], Awaitable[None] | None], repeat: int) -> float:
+def measure(run: Callable[[], Awaitable[None] | None], repeat: int, label: str = "") -> float:
     best = float("inf")
-    for _ in range(repeat):
+    for attempt in range(repeat):
+        print(f"  {label} run {attempt + 1}/{repeat} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         result = run()
         if result is not None:
@@ -90,20 +92,20 @@ def main() -> None:
     n = args.messages
 
     rows: list[tuple[str, float, float | None]] = []
-    baseline = n / measure(lambda: raw_asyncio_queue(n), args.repeat)
+    baseline = n / measure(lambda: raw_asyncio_queue(n), args.repeat, "raw asyncio.Queue")
     rows.append(("raw asyncio.Queue (baseline)", baseline, None))
     try:
         import kombu  # noqa: F401
     except ImportError:
         pass
     else:
-        rate = n / measure(lambda: kombu_memory(n), args.repeat)
+        rate = n / measure(lambda: kombu_memory(n), args.repeat, "kombu")
         rows.append(("kombu memory:// SimpleQueue", rate, None))
     for label, fn, target in (
         ("queue-runtime memory, one at a time", adapter_one_at_a_time, 0.10),
         ("queue-runtime memory, batches of 100", adapter_batches, 0.25),
     ):
-        rows.append((label, n / measure(lambda fn=fn: fn(n), args.repeat), target))
+        rows.append((label, n / measure(lambda fn=fn: fn(n), args.repeat, label), target))
 
     print(f"send + receive + complete of {n:,} messages of {len(BODY)} bytes")
     print(f"{'':40} {'msgs/s':>12} {'vs baseline':>12} {'target':>8}")

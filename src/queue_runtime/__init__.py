@@ -8,6 +8,7 @@ from ._capabilities import Capabilities
 from ._clock import Clock, ManualClock, SystemClock
 from ._errors import (
     BatchSendError,
+    BatchSettleError,
     ClientClosed,
     ConfigurationError,
     ConnectionError,
@@ -23,6 +24,7 @@ from ._errors import (
     ValidationError,
 )
 from ._factory import create_client
+from ._logging import RedactingFilter
 from ._messages import Message, ReceivedMessage
 from ._names import MessageId, QueueName, SessionId
 from .config import (
@@ -42,6 +44,7 @@ __all__ = [
     "AwsSqsConfig",
     "AzureServiceBusConfig",
     "BatchSendError",
+    "BatchSettleError",
     "Capabilities",
     "ClientClosed",
     "Clock",
@@ -62,6 +65,7 @@ __all__ = [
     "QueueNotFound",
     "QueueStatistics",
     "ReceivedMessage",
+    "RedactingFilter",
     "SessionClient",
     "SessionId",
     "SessionLockLost",

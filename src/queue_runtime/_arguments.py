@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import timedelta
 
 from ._clock import to_seconds
 from ._errors import ValidationError
-from ._messages import ReceivedMessage
+from ._messages import Message, ReceivedMessage
 from ._names import QueueName
 from .engine import QueueSettings
 
@@ -14,10 +16,15 @@ __all__ = [
     "check_dead_letter_reason",
     "check_max_messages",
     "check_received",
+    "check_sequence_number",
+    "message_sequence",
+    "received_sequence",
     "queue_name",
     "queue_definition",
     "timeout_seconds",
 ]
+
+_INFINITY = math.inf
 
 #: Longest dead-letter reason or description, in characters.
 MAX_DEAD_LETTER_TEXT = 4096
@@ -29,10 +36,11 @@ def queue_name(queue: QueueName | str) -> QueueName:
 
 
 def timeout_seconds(timeout: float | timedelta | None, default: float) -> float:
-    """Seconds to wait: ``None`` is ``default``; negative or non-numeric is a `ValidationError`."""
+    """Seconds to wait: ``None`` is ``default`` (the client's configured default timeout);
+    negative, non-finite or non-numeric is a `ValidationError`."""
     if timeout is None:
         return default
-    if (type(timeout) is int or type(timeout) is float) and timeout >= 0:
+    if (type(timeout) is int or type(timeout) is float) and 0 <= timeout < _INFINITY:
         return timeout
     if isinstance(timeout, timedelta):
         seconds = timeout.total_seconds()
@@ -40,9 +48,37 @@ def timeout_seconds(timeout: float | timedelta | None, default: float) -> float:
         seconds = float(timeout)
     else:
         raise ValidationError(f"timeout must be seconds or a timedelta, not {timeout!r}")
-    if not seconds >= 0:
-        raise ValidationError(f"timeout must not be negative, not {timeout!r}")
+    if not 0 <= seconds < _INFINITY:
+        raise ValidationError(f"timeout must be a finite, non-negative duration, not {timeout!r}")
     return seconds
+
+
+def message_sequence(messages: object) -> Sequence[Message]:
+    """``messages`` if it is a list or tuple (any `Sequence` but ``str``/``bytes``), else a
+    `ValidationError`: a generator would be half consumed before a bad item is found, so
+    batches are refused before anything is sent. Items are checked by `validate_message`."""
+    if isinstance(messages, Sequence) and not isinstance(messages, (str, bytes, bytearray)):
+        return messages
+    raise ValidationError(
+        f"expected a sequence (list or tuple) of Message, not {type(messages).__name__}"
+    )
+
+
+def received_sequence(messages: object) -> Sequence[ReceivedMessage]:
+    """``messages`` checked for batch settlement: a sequence of settleable `ReceivedMessage`
+    (a peeked message has no receipt), else a `ValidationError` before anything is settled."""
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes, bytearray)):
+        raise ValidationError(
+            f"expected a sequence (list or tuple) of ReceivedMessage, not {type(messages).__name__}"
+        )
+    for message in messages:
+        if not isinstance(message, ReceivedMessage):
+            raise ValidationError(f"expected a ReceivedMessage, not {type(message).__name__}")
+        if message.receipt is None:
+            raise ValidationError(
+                f"message {message.message_id!r} was peeked, not received: it cannot be settled"
+            )
+    return messages
 
 
 def check_max_messages(max_messages: int) -> int:
@@ -51,11 +87,22 @@ def check_max_messages(max_messages: int) -> int:
     return max_messages
 
 
+def check_sequence_number(value: int | None) -> int:
+    """``from_sequence_number`` of a peek: ``None`` (from the start, 0) or an int >= 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"from_sequence_number must be an int >= 0, not {value!r}")
+    return value
+
+
 def check_received(message: object, receipt_type: type[object]) -> object:
     """The receipt of ``message`` if it is a `ReceivedMessage` of this adapter."""
     if not isinstance(message, ReceivedMessage):
         raise ValidationError(f"expected a ReceivedMessage, not {type(message).__name__}")
     receipt = message.receipt
+    if receipt is None:
+        raise ValidationError("this message was peeked, not received: it cannot be settled")
     if not isinstance(receipt, receipt_type):
         raise ValidationError("this message was not received through this adapter")
     return receipt

@@ -27,6 +27,10 @@ class Capabilities:
     message_ttl: bool = True
     #: ``renew_message_lock`` / ``renew_session_lock``.
     lock_renewal: bool = True
+    #: ``peek_messages``: look at messages without locking them.
+    peek: bool = True
+    #: ``get_queue_statistics``: counts of active, locked, scheduled and dead-lettered messages.
+    statistics: bool = True
     #: Messages survive a restart of the process.
     durable: bool = False
     #: Largest message the adapter accepts, in bytes (body plus attributes).

@@ -6,6 +6,7 @@ event loop's real time; what a clock decides is *when locks, TTLs and schedules 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -71,11 +72,15 @@ class ManualClock:
 
 
 def to_seconds(value: float | timedelta) -> float:
-    """Seconds from a float/int or a timedelta; anything else is a `ValidationError`."""
+    """Seconds from a finite float/int or a timedelta; anything else (NaN and infinities
+    included) is a `ValidationError`."""
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        seconds = float(value)
+        if math.isfinite(seconds):
+            return seconds
+        raise ValidationError(f"a duration must be a finite number of seconds, not {value!r}")
     raise ValidationError(f"expected seconds or a timedelta, not {type(value).__name__}")
 
 

@@ -64,13 +64,37 @@ class _MessageFields(NamedTuple):
     scheduled_enqueue_time: datetime | None
 
 
+_FIELD_DOCS: Final = {
+    "body": "The payload: non-empty bytes, any byte values.",
+    "session_id": "Messages sharing it are processed in order, one at a time (1-128 printable "
+    "characters); required on a session queue, else None.",
+    "attributes": "String keys (1-256 characters, not starting 'qr-') to string values; "
+    "they count toward the size limit.",
+    "correlation_id": "Free routing data for the application (at most 128 printable "
+    "characters), or None.",
+    "message_id": "1-128 printable ASCII characters; generated when not given and kept on "
+    "re-sends, so duplicate detection recognises them.",
+    "time_to_live": "A positive timedelta after which an undelivered message expires "
+    "(None: the queue's default_message_ttl).",
+    "scheduled_enqueue_time": "A timezone-aware datetime before which the message is not "
+    "delivered (None: at once).",
+}
+for _name, _doc in _FIELD_DOCS.items():
+    getattr(_MessageFields, _name).__doc__ = _doc
+
+
 class Message(_MessageFields):
     """A message to send: bytes, an optional session, string attributes and routing data.
 
-    Immutable (a named tuple: cheap to build on the hot path). ``message_id`` is generated
-    when absent and kept on retries of the same object, so a provider's duplicate detection
-    recognises a re-sent message. The rules are checked when it is sent, against the limits
-    of the queue it is sent to.
+    ``Message(body, session_id=None, attributes=None, correlation_id=None, message_id=None,
+    time_to_live=None, scheduled_enqueue_time=None)``. Immutable (a named tuple: cheap to build
+    on the hot path; ``message._replace(body=...)`` makes a changed copy). ``message_id`` is
+    generated when absent and kept on retries of the same object, so a provider's duplicate
+    detection recognises a re-sent message. The rules are checked when it is sent, against the
+    limits of the queue it is sent to (`ValidationError` then, and nothing is sent).
+
+    Fields: ``body``, ``session_id``, ``attributes``, ``correlation_id``, ``message_id``,
+    ``time_to_live``, ``scheduled_enqueue_time`` (each documented below).
     """
 
     __slots__ = ()
@@ -85,6 +109,7 @@ class Message(_MessageFields):
         time_to_live: timedelta | None = None,
         scheduled_enqueue_time: datetime | None = None,
     ) -> Message:
+        """A message of ``body`` (see the class for each field); no validation happens here."""
         return _new_tuple(
             cls,
             (
@@ -106,9 +131,11 @@ class ReceivedMessage(NamedTuple):
     """A delivered message: the sent `Message` plus delivery data and an opaque receipt.
 
     Every field of the sent message reads straight through (``received.body``,
-    ``received.session_id``, ...). Settle it by passing the object itself to
-    ``complete_message``/``abandon_message``/``dead_letter_message`` of the client (or
-    session) that received it.
+    ``received.session_id``, ``received.attributes``, ...). Settle it by passing the object
+    itself to ``complete_message``/``abandon_message``/``dead_letter_message`` of the client
+    that received it, or, for a session message, of that `SessionClient` (only it may settle
+    it). ``enqueued_at`` and ``locked_until`` are UTC datetimes. A peeked message has
+    ``receipt=None`` and cannot be settled.
     """
 
     #: The message as it was sent.
@@ -163,6 +190,11 @@ class ReceivedMessage(NamedTuple):
         until = self.locked_until_timestamp
         return None if until is None else datetime.fromtimestamp(until, UTC)
 
+    @property
+    def settleable(self) -> bool:
+        """Whether this delivery can be settled (it was received, not peeked)."""
+        return self.receipt is not None
+
     def to_message(self) -> Message:
         """The message as sent, for re-sending (same id, so duplicate detection applies)."""
         return self.message
@@ -172,6 +204,23 @@ class ReceivedMessage(NamedTuple):
             f"ReceivedMessage(message_id={self.message_id!r}, session_id={self.session_id!r}, "
             f"delivery_count={self.delivery_count}, body={self.body[:64]!r})"
         )
+
+
+_RECEIVED_DOCS: Final = {
+    "message": "The message as it was sent (its fields also read through this object).",
+    "delivery_count": "1 on first delivery, +1 on each redelivery (a peek shows the "
+    "deliveries so far, 0 if none).",
+    "enqueued_timestamp": "When the message was enqueued, in epoch seconds (enqueued_at "
+    "as a datetime).",
+    "locked_until_timestamp": "When the lock lapses (for a session message: the session "
+    "lock), in epoch seconds; None when not locked (peek).",
+    "dead_letter_reason": "Why it was dead-lettered (messages read from a dead-letter queue).",
+    "dead_letter_description": "The longer explanation given with dead_letter_reason.",
+    "sequence_number": "The provider's ordering number within the queue, where it has one.",
+    "receipt": "Opaque: what the adapter needs to settle this delivery (None once peeked).",
+}
+for _name, _doc in _RECEIVED_DOCS.items():
+    getattr(ReceivedMessage, _name).__doc__ = _doc
 
 
 def validate_message(

@@ -206,7 +206,13 @@ def _provider_from_url(
             f"expected a URL string or a QueueConfig, not {type(url).__name__}"
         )
     parts = urlsplit(url)
-    query: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query: dict[str, Any] = dict(pairs)
+    if len(query) != len(pairs):
+        repeated = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+        raise ConfigurationError(
+            f"queue URL repeats the query parameter(s) {', '.join(repeated)}: give each once"
+        )
     scheme = parts.scheme.lower()
     if scheme == "memory":
         return InMemoryConfig.model_validate({"name": parts.netloc or None, **query})

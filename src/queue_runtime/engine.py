@@ -62,6 +62,14 @@ class QueueSettings:
     default_message_ttl: float | None = None
     dead_letter_on_expiration: bool = False
 
+    def differences(self, other: QueueSettings) -> list[str]:
+        """What differs from ``other``, as ``"name: ours != theirs"`` lines (for errors)."""
+        return [
+            f"{name}: {getattr(self, name)!r} != {getattr(other, name)!r}"
+            for name in self.__dataclass_fields__
+            if getattr(self, name) != getattr(other, name)
+        ]
+
     def __post_init__(self) -> None:
         if not 1 <= self.max_delivery_count <= 2000:
             raise ValidationError("max_delivery_count must be between 1 and 2000")
@@ -103,28 +111,34 @@ class SessionLease:
 
 @dataclass(frozen=True, slots=True)
 class QueueStatistics:
-    """Counts for tests and dashboards, as of the time they were taken."""
+    """Counts for tests, dashboards and operators, as of the time they were taken.
+
+    ``None`` means the adapter cannot count that (a provider may also count approximately:
+    SQS's figures are estimates).
+    """
 
     #: Ready to deliver now.
-    active: int
+    active: int | None
     #: Delivered and not yet settled.
-    locked: int
+    locked: int | None
     #: Waiting for their scheduled enqueue time.
-    scheduled: int
+    scheduled: int | None
     #: In the queue's dead-letter queue.
-    dead_letter: int
+    dead_letter: int | None
     #: Sessions with messages or state (session queues).
-    sessions: int
+    sessions: int | None = None
     #: Sessions currently held.
-    locked_sessions: int
+    locked_sessions: int | None = None
     #: Messages dropped because their time to live ran out.
-    expired: int
-    completed: int
+    expired: int | None = None
+    completed: int | None = None
 
     @property
-    def total(self) -> int:
-        """Messages still in the queue itself (not counting its dead-letter queue)."""
-        return self.active + self.locked + self.scheduled
+    def total(self) -> int | None:
+        """Messages still in the queue itself (not its dead-letter queue); ``None`` if a part
+        is unknown."""
+        parts = (self.active, self.locked, self.scheduled)
+        return None if None in parts else sum(p for p in parts if p is not None)
 
 
 class _Partition:
@@ -224,7 +238,8 @@ class QueueEngine:
         if existing is not None:
             if existing.settings != settings:
                 raise QueueAlreadyExists(
-                    f"queue {name!r} exists with other settings: {existing.settings}"
+                    f"queue {name!r} exists with other settings (existing != requested): "
+                    + "; ".join(existing.settings.differences(settings))
                 )
             return
         dlq_settings = QueueSettings(lock_duration=settings.lock_duration)
@@ -427,7 +442,11 @@ class QueueEngine:
 
     # -- settling ------------------------------------------------------------------------
 
-    def complete(self, name: str, token: int, now: float) -> None:
+    # Settlement takes the lock token of the delivery and, for a message delivered under a
+    # session lease, that lease's token: only the session's holder may settle it (``lease=0``,
+    # a plain client, is refused with a ValidationError).
+
+    def complete(self, name: str, token: int, now: float, lease: int = 0) -> None:
         queue = self._queues.get(name) or self._queue(name)
         stored = queue.locked.get(token)
         if (
@@ -437,40 +456,52 @@ class QueueEngine:
         ):
             del queue.locked[token]  # the common case, without the checks of _take_locked
         else:
-            stored = self._take_locked(queue, token, now)
+            stored = self._take_locked(queue, token, now, lease)
         stored.lock_token = 0
         queue.completed += 1
 
-    def abandon(self, name: str, token: int, now: float) -> None:
+    def abandon(self, name: str, token: int, now: float, lease: int = 0) -> None:
         queue = self._queue(name)
-        stored = self._take_locked(queue, token, now)
+        stored = self._take_locked(queue, token, now, lease)
         self._release(queue, stored, now)
 
     def dead_letter(
-        self, name: str, token: int, reason: str | None, description: str | None, now: float
+        self,
+        name: str,
+        token: int,
+        reason: str | None,
+        description: str | None,
+        now: float,
+        lease: int = 0,
     ) -> None:
         queue = self._queue(name)
         if queue.is_dead_letter:
             raise ValidationError("a message in a dead-letter queue cannot be dead-lettered again")
-        stored = self._take_locked(queue, token, now)
+        stored = self._take_locked(queue, token, now, lease)
         self._to_dead_letter(queue, stored, reason, description)
 
     def renew_lock(self, name: str, token: int, now: float) -> float:
         """Extend a message lock; returns the new expiry."""
         queue = self._queue(name)
-        stored = self._locked(queue, token, now)
         if queue.settings.requires_session and not queue.is_dead_letter:
             raise ValidationError("session messages are locked by their session: renew that")
+        stored = self._locked(queue, token, now, 0)
         stored.locked_until = until = now + queue.settings.lock_duration
         queue.lock_expiry.append((until, token))
         return until
 
-    def _locked(self, queue: _Queue, token: int, now: float) -> StoredMessage:
+    def _locked(self, queue: _Queue, token: int, now: float, lease: int) -> StoredMessage:
         stored = queue.locked.get(token)
         if stored is None:
             raise MessageLockLost("the message was already settled or its lock was lost")
         if stored.session_id is not None and queue.settings.requires_session:
+            if not lease:
+                raise ValidationError(
+                    "a session message is settled only through the SessionClient that received it"
+                )
             session = queue.sessions[stored.session_id]
+            if session.lease_token != lease:
+                raise SessionLockLost(f"the lock on session {session.id!r} was lost")
             if token not in session.locked or session.lease_until <= now:
                 if session.lease_until <= now and session.lease_token:
                     self._end_lease(queue, session, now)
@@ -481,8 +512,8 @@ class QueueEngine:
             raise MessageLockLost("the message lock expired; it will be delivered again")
         return stored
 
-    def _take_locked(self, queue: _Queue, token: int, now: float) -> StoredMessage:
-        stored = self._locked(queue, token, now)
+    def _take_locked(self, queue: _Queue, token: int, now: float, lease: int) -> StoredMessage:
+        stored = self._locked(queue, token, now, lease)
         del queue.locked[token]
         if queue.settings.requires_session and stored.session_id is not None:
             session = queue.sessions[stored.session_id]
@@ -655,15 +686,34 @@ class QueueEngine:
             completed=queue.completed,
         )
 
-    def peek(self, name: str, max_messages: int, now: float) -> list[StoredMessage]:
-        """Up to ``max_messages`` available messages in sequence order, without locking."""
+    def peek(
+        self,
+        name: str,
+        max_messages: int,
+        now: float,
+        *,
+        from_sequence_number: int = 0,
+        session_id: str | None = None,
+    ) -> list[StoredMessage]:
+        """Up to ``max_messages`` messages of the queue (or of one session), ready or locked,
+        in sequence order from ``from_sequence_number`` on, without locking or counting them.
+        Scheduled messages not yet due are left out."""
         queue = self._queue(name)
         self._advance(queue, now)
-        partitions = [queue.partition, *(s.partition for s in queue.sessions.values())]
-        merged = sorted(
-            (s for p in partitions for s in p), key=lambda stored: stored.sequence_number
+        if session_id is None:
+            partitions = [queue.partition, *(s.partition for s in queue.sessions.values())]
+            locked: Iterable[StoredMessage] = queue.locked.values()
+        else:
+            session = queue.sessions.get(session_id)
+            partitions = [session.partition] if session else []
+            locked = session.locked.values() if session else ()
+        candidates = (
+            stored
+            for stored in itertools.chain(itertools.chain.from_iterable(partitions), locked)
+            if stored.sequence_number >= from_sequence_number
+            and (stored.expires_at is None or stored.expires_at > now)
         )
-        return merged[:max_messages]
+        return heapq.nsmallest(max_messages, candidates, key=lambda s: s.sequence_number)
 
 
 def _max_delivery_text(stored: StoredMessage) -> str:

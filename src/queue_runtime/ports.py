@@ -4,23 +4,34 @@ Business code depends on these and on the domain types only. Each method documen
 guarantees and what it raises; the contract suite (`queue_runtime.testing.contract`) proves
 that an adapter keeps those promises. Every method may also raise `ClientClosed` after close,
 and `ConnectionError`/`TimeoutError`/`ProviderError` when the provider fails.
+
+``timeout`` arguments take seconds or a `timedelta`: ``0`` means do not wait, ``None`` the
+client's configured default (`QueueConfig.default_timeout`, 30 seconds unless set).
+
+Batch settlement, peeking and iteration have default implementations here, written on the
+single-message methods, so an adapter written by a user gets them for free; adapters whose
+provider does better (one request for a batch) override them.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
+from ._arguments import received_sequence
 from ._capabilities import Capabilities
+from ._errors import BatchSettleError, QueueError, UnsupportedOperation
 from ._messages import Message, ReceivedMessage
 from ._names import MessageId, QueueName
+from .engine import QueueStatistics
 
 __all__ = ["QueueClient", "SessionClient", "Timeout"]
 
-#: Seconds or a timedelta; ``0`` means do not wait, ``None`` the adapter's default.
+#: Seconds or a timedelta; ``0`` means do not wait, ``None`` the client's configured default
+#: timeout (`QueueConfig.default_timeout`: 30 seconds unless set).
 Timeout = float | timedelta | None
 
 DEFAULT_MAX_DELIVERY_COUNT = 10
@@ -32,7 +43,9 @@ class SessionClient(abc.ABC):
 
     The session lock lasts the queue's ``lock_duration`` and is never renewed by the client
     itself. Once it lapses every operation raises `SessionLockLost`, and the session's
-    unsettled messages become available again (to whoever accepts the session next).
+    unsettled messages become available again (to whoever accepts the session next). Its
+    messages are settled only through this object. ``timeout=None`` waits the client's
+    configured ``default_timeout`` (30 seconds unless set); ``0`` does not wait.
     """
 
     @property
@@ -112,6 +125,44 @@ class SessionClient(abc.ABC):
         """Release the session lock; unsettled messages become available again. Idempotent,
         and a no-op once the lock has lapsed."""
 
+    # -- with default implementations ------------------------------------------------------
+
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Complete each message (received through this session).
+
+        Every message is checked before any is settled. If some cannot be completed,
+        `BatchSettleError` says which were settled and why the others were not.
+        """
+        await settle_each(self.complete_message, messages)
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Abandon each message; they come back in sequence order. Raises as
+        `complete_messages`."""
+        await settle_each(self.abandon_message, messages)
+
+    async def peek_messages(
+        self, *, max_messages: int = 10, from_sequence_number: int | None = None
+    ) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` of the session's messages in sequence order (from
+        ``from_sequence_number`` on, inclusive), without locking them or counting a delivery.
+
+        A peeked message has no receipt and cannot be settled. `UnsupportedOperation` where
+        the adapter lacks ``peek``.
+        """
+        raise UnsupportedOperation(f"{type(self).__name__} cannot peek messages")
+
+    async def iter_messages(self, *, timeout: Timeout = None) -> AsyncIterator[ReceivedMessage]:
+        """The session's messages in order, until none arrives within ``timeout``.
+
+        ``async for message in session`` is the same with the default timeout. Settle each
+        message (through this session) before or after taking the next.
+        """
+        while (message := await self.receive_message(timeout=timeout)) is not None:
+            yield message
+
+    def __aiter__(self) -> AsyncIterator[ReceivedMessage]:
+        return self.iter_messages()
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -126,7 +177,11 @@ class SessionClient(abc.ABC):
 
 class QueueClient(abc.ABC):
     """A connection to one provider's queues. Use as ``async with client:`` (or ``open`` and
-    ``aclose``); creating a client does no I/O, and a closed client refuses further use."""
+    ``aclose``); creating a client does no I/O, and a closed client refuses further use.
+
+    Every ``timeout`` takes seconds or a `timedelta`: ``0`` means do not wait, ``None`` (the
+    default) the client's configured ``default_timeout`` (30 seconds unless set).
+    """
 
     @property
     @abc.abstractmethod
@@ -244,6 +299,52 @@ class QueueClient(abc.ABC):
         """Extend the message's lock by the queue's lock duration; returns the new expiry.
         Raises `MessageLockLost` if it already expired or was settled."""
 
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Complete each message; one request where the provider batches.
+
+        Every message is checked before any is settled (a bad one: `ValidationError`, nothing
+        settled). If some cannot be completed, `BatchSettleError` names the settled ones in
+        ``settled`` and pairs each other message id with its error in ``failed``.
+        """
+        await settle_each(self.complete_message, messages)
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Abandon each message (available again at once). Raises as `complete_messages`."""
+        await settle_each(self.abandon_message, messages)
+
+    # -- looking without receiving -------------------------------------------------------
+
+    async def peek_messages(
+        self,
+        queue: QueueName | str,
+        *,
+        max_messages: int = 10,
+        from_sequence_number: int | None = None,
+    ) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` messages of the queue in sequence order (from
+        ``from_sequence_number`` on, inclusive), ready or locked, without locking them or
+        counting a delivery. Works on ``queue.dead_letter`` (reasons included) and on session
+        queues (every session).
+
+        A peeked message has ``receipt=None``, its ``delivery_count`` is the number of
+        deliveries so far (0 if none), and it cannot be settled. `UnsupportedOperation` where
+        the adapter lacks ``peek`` (it is never emulated with a receive).
+        """
+        raise UnsupportedOperation(f"{type(self).__name__} cannot peek messages")
+
+    async def get_queue_statistics(self, queue: QueueName | str) -> QueueStatistics:
+        """Counts of active, locked, scheduled and dead-lettered messages (``None`` where the
+        adapter cannot count one). `UnsupportedOperation` where it lacks ``statistics``."""
+        raise UnsupportedOperation(f"{type(self).__name__} cannot count messages")
+
+    async def iter_messages(
+        self, queue: QueueName | str, *, timeout: Timeout = None
+    ) -> AsyncIterator[ReceivedMessage]:
+        """Messages of a queue without sessions as they arrive, until none arrives within
+        ``timeout``. Settle each one through this client."""
+        while (message := await self.receive_message(queue, timeout=timeout)) is not None:
+            yield message
+
     # -- sessions ---------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -261,3 +362,34 @@ class QueueClient(abc.ABC):
         to ``timeout``; ``None`` if none came. Raises `ValidationError` on a queue without
         sessions and `UnsupportedOperation` where the adapter lacks sessions.
         """
+
+
+async def settle_each(
+    settle: Callable[[ReceivedMessage], Awaitable[None]], messages: Sequence[ReceivedMessage]
+) -> None:
+    """Settle ``messages`` one by one with ``settle``; collect failures into one
+    `BatchSettleError` (the default batch settlement of both ports)."""
+    settled: list[str] = []
+    failed: list[tuple[str, QueueError]] = []
+    for message in received_sequence(messages):
+        try:
+            await settle(message)
+        except QueueError as exc:
+            failed.append((message.message_id, exc))
+        else:
+            settled.append(message.message_id)
+    if failed:
+        raise batch_settle_error(settled, failed)
+
+
+def batch_settle_error(
+    settled: Sequence[str], failed: Sequence[tuple[str, QueueError]]
+) -> BatchSettleError:
+    """The `BatchSettleError` for a batch of which ``failed`` were not settled."""
+    reasons = "; ".join(f"{mid}: {type(e).__name__}: {e.message}" for mid, e in failed[:5])
+    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+    return BatchSettleError(
+        f"{len(failed)} of {len(settled) + len(failed)} messages were not settled: {reasons}{more}",
+        settled=settled,
+        failed=failed,
+    )

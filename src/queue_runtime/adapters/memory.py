@@ -18,14 +18,18 @@ from typing import Final
 from .._arguments import (
     check_dead_letter_reason,
     check_max_messages,
+    check_sequence_number,
+    message_sequence,
     queue_definition,
     queue_name,
+    received_sequence,
     timeout_seconds,
 )
 from .._capabilities import Capabilities
 from .._clock import Clock, ManualClock, SystemClock, to_datetime, to_seconds
 from .._errors import SessionLockLost, ValidationError
 from .._lifecycle import ClientLifecycle
+from .._logging import get_logger
 from .._messages import Message, ReceivedMessage
 from .._names import MessageId, QueueName, SessionId
 from .._waiting import Waiters
@@ -37,11 +41,13 @@ from ..ports import (
     QueueClient,
     SessionClient,
     Timeout,
+    settle_each,
 )
 
 __all__ = ["InMemoryQueueClient", "InMemorySessionClient", "shared_engine"]
 
 _DEFAULT_TIMEOUT: Final = 30.0
+_log = get_logger("adapters.memory")
 _new_tuple = tuple.__new__
 _ACCEPT: Final = object()  # waiters for "next available session"
 _shared_lock = threading.Lock()
@@ -169,21 +175,59 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
             dead_letter_on_expiration=dead_letter_on_expiration,
         )
         self._engine.create_queue(name, settings)
+        _log.debug("created queue %s (%s)", name, settings)
 
     async def delete_queue(self, queue: QueueName | str) -> None:
         self._check_open()
-        self._engine.delete_queue(queue_name(queue))
+        name = queue_name(queue)
+        self._engine.delete_queue(name)
+        _log.debug("deleted queue %s", name)
 
     def statistics(self, queue: QueueName | str) -> QueueStatistics:
-        """Counts of active, locked, scheduled and dead-lettered messages (for tests)."""
+        """Counts of active, locked, scheduled and dead-lettered messages, synchronously (for
+        tests; `get_queue_statistics` is the port's form)."""
         return self._engine.statistics(queue_name(queue), self._clock.now())
 
-    def peek_messages(self, queue: QueueName | str, max_messages: int = 10) -> list[Message]:
-        """The next available messages in order, without locking them (for tests)."""
+    async def get_queue_statistics(self, queue: QueueName | str) -> QueueStatistics:
+        self._check_open()
+        return self.statistics(queue)
+
+    async def peek_messages(
+        self,
+        queue: QueueName | str,
+        *,
+        max_messages: int = 10,
+        from_sequence_number: int | None = None,
+    ) -> list[ReceivedMessage]:
+        self._check_open()
+        return self._peek(queue_name(queue), max_messages, from_sequence_number, None)
+
+    def _peek(
+        self,
+        queue: str,
+        max_messages: int,
+        from_sequence_number: int | None,
+        session_id: str | None,
+    ) -> list[ReceivedMessage]:
         stored = self._engine.peek(
-            queue_name(queue), check_max_messages(max_messages), self._clock.now()
+            queue,
+            check_max_messages(max_messages),
+            self._clock.now(),
+            from_sequence_number=check_sequence_number(from_sequence_number),
+            session_id=session_id,
         )
-        return [s.message for s in stored]
+        return [
+            ReceivedMessage(
+                s.message,
+                s.delivery_count,
+                s.enqueued_at,
+                None,
+                s.dead_letter_reason,
+                s.dead_letter_description,
+                s.sequence_number,
+            )
+            for s in stored
+        ]
 
     # -- sending -------------------------------------------------------------------------
 
@@ -197,8 +241,7 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
         self, queue: QueueName | str, messages: Sequence[Message]
     ) -> list[MessageId]:
         self._check_open()
-        if not isinstance(messages, Sequence):
-            raise ValidationError("send_messages takes a sequence of Message")
+        messages = message_sequence(messages)
         self._engine.send(queue_name(queue), messages, self._clock.now(), self._max_size)
         return [str.__new__(MessageId, m.message_id) for m in messages]
 
@@ -266,7 +309,25 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
         self._check_open()
         if not isinstance(message, ReceivedMessage):
             raise ValidationError(f"expected a ReceivedMessage, not {type(message).__name__}")
+        if receipt is None:
+            raise ValidationError("this message was peeked, not received: it cannot be settled")
         raise ValidationError("this message was not received through this client's broker")
+
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await settle_each(self.complete_message, self._own(messages))
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await settle_each(self.abandon_message, self._own(messages))
+
+    def _own(self, messages: Sequence[ReceivedMessage]) -> Sequence[ReceivedMessage]:
+        """``messages`` once each is known to be this client's to settle (a batch is checked
+        whole before any of it is settled)."""
+        for message in received_sequence(messages):
+            if self._receipt(message)[3]:
+                raise ValidationError(
+                    "a session message is settled only through the SessionClient that received it"
+                )
+        return messages
 
     async def complete_message(self, message: ReceivedMessage) -> None:
         receipt = message.receipt if type(message) is ReceivedMessage else None
@@ -323,6 +384,7 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
         assert lease is not None
         session = InMemorySessionClient(self, lease)
         self._sessions.add(session)
+        _log.debug("accepted session %s of %s", lease.session_id, name)
         return session
 
 
@@ -390,15 +452,15 @@ class InMemorySessionClient(SessionClient):
         self._check()
         return receipt
 
-    # settling: the session's own checks, then the client's settlement
+    # settling: under this session's lease (the plain client is refused by the engine)
 
     async def complete_message(self, message: ReceivedMessage) -> None:
-        self._receipt(message)
-        await self._client.complete_message(message)
+        receipt = self._receipt(message)
+        self._engine.complete(receipt[1], receipt[2], self._clock.now(), receipt[3])
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
-        self._receipt(message)
-        await self._client.abandon_message(message)
+        receipt = self._receipt(message)
+        self._engine.abandon(receipt[1], receipt[2], self._clock.now(), receipt[3])
 
     async def dead_letter_message(
         self,
@@ -407,8 +469,28 @@ class InMemorySessionClient(SessionClient):
         reason: str | None = None,
         description: str | None = None,
     ) -> None:
-        self._receipt(message)
-        await self._client.dead_letter_message(message, reason=reason, description=description)
+        receipt = self._receipt(message)
+        check_dead_letter_reason(reason, description)
+        self._engine.dead_letter(
+            receipt[1], receipt[2], reason, description, self._clock.now(), receipt[3]
+        )
+
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await settle_each(self.complete_message, self._own(messages))
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await settle_each(self.abandon_message, self._own(messages))
+
+    def _own(self, messages: Sequence[ReceivedMessage]) -> Sequence[ReceivedMessage]:
+        for message in received_sequence(messages):
+            self._receipt(message)
+        return messages
+
+    async def peek_messages(
+        self, *, max_messages: int = 10, from_sequence_number: int | None = None
+    ) -> list[ReceivedMessage]:
+        lease = self._check()
+        return self._client._peek(lease.queue, max_messages, from_sequence_number, lease.session_id)
 
     async def renew_session_lock(self) -> datetime:
         lease = self._check()
@@ -431,6 +513,7 @@ class InMemorySessionClient(SessionClient):
         self._closed = True
         self._client._sessions.discard(self)
         self._engine.release_session(self._lease, self._clock.now())
+        _log.debug("released session %s of %s", self._lease.session_id, self._lease.queue)
 
 
 def _loop_time() -> float:

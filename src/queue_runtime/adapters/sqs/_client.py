@@ -174,6 +174,8 @@ class SqsQueueClient(ClientLifecycle, QueueClient):
             scheduled_messages=False,
             message_ttl=True,
             lock_renewal=True,
+            peek=False,
+            statistics=False,
             durable=True,
             max_message_size=self._max_size - METADATA_RESERVE,
         )

@@ -3,8 +3,9 @@
 `QueueClientContract` is a pytest test class made of one mixin per behaviour (round trip,
 session order, exclusivity, parallel sessions, settlement, lock expiry, dead-lettering,
 at-least-once delivery, bad input, session state, lifecycle, scheduled messages, time to
-live). The tests use only the public port (``queue_runtime.*``, `QueueClient` and
-`SessionClient` methods), so they run unchanged against any adapter.
+live, batch settlement, holder-only settlement, peek, iteration). The tests use only the
+public port (``queue_runtime.*``, `QueueClient` and `SessionClient` methods), so they run
+unchanged against any adapter.
 
 Running it against your adapter
 -------------------------------
@@ -49,12 +50,16 @@ from __future__ import annotations
 
 from ._at_least_once import AtLeastOnceContract
 from ._bad_input import BadInputContract
+from ._batch_settlement import BatchSettlementContract
 from ._dead_letter import DeadLetterContract
 from ._exclusivity import SessionExclusivityContract
 from ._fixtures import ContractFixtures, QueueFactory
+from ._holder import HolderOnlySettlementContract
+from ._iteration import IterationContract
 from ._lifecycle import LifecycleContract
 from ._lock_expiry import LockExpiryContract
 from ._parallel import ParallelSessionsContract
+from ._peek import PeekContract
 from ._round_trip import RoundTripContract
 from ._scheduled import ScheduledMessagesContract
 from ._session_order import SessionOrderContract
@@ -65,11 +70,15 @@ from ._time_to_live import TimeToLiveContract
 __all__ = [
     "AtLeastOnceContract",
     "BadInputContract",
+    "BatchSettlementContract",
     "ContractFixtures",
     "DeadLetterContract",
+    "HolderOnlySettlementContract",
+    "IterationContract",
     "LifecycleContract",
     "LockExpiryContract",
     "ParallelSessionsContract",
+    "PeekContract",
     "QueueClientContract",
     "QueueFactory",
     "RoundTripContract",
@@ -96,6 +105,10 @@ class QueueClientContract(
     LifecycleContract,
     ScheduledMessagesContract,
     TimeToLiveContract,
+    BatchSettlementContract,
+    HolderOnlySettlementContract,
+    PeekContract,
+    IterationContract,
 ):
     """Every behaviour of the contract. Subclass it as ``Test...`` and provide a
     ``contract_target`` fixture returning a `queue_runtime.testing.ContractTarget`."""

@@ -6,6 +6,8 @@ its dead-letter queue) hold exactly what they held before.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -126,6 +128,24 @@ class BadInputContract(ContractFixtures):
             )
         await assert_holds(client, contract_target, queue, [SENTINEL])
 
+    async def test_a_batch_that_is_not_a_sequence_is_refused_before_anything_is_sent(
+        self, client: qr.QueueClient, contract_target: ContractTarget, queue: qr.QueueName
+    ) -> None:
+        produced: list[bytes] = []
+
+        def generate() -> Iterator[qr.Message]:
+            for body in (b"g1", b"g2"):
+                produced.append(body)
+                yield qr.Message(body)
+
+        batches: list[Any] = [generate(), iter([qr.Message(b"i")]), {qr.Message(b"set")}]
+        batches += [b"bytes", "str", qr.Message(b"single"), None]
+        for batch in batches:
+            with pytest.raises(qr.ValidationError):
+                await client.send_messages(queue, batch)
+        assert produced == [], "the generator was consumed"
+        await assert_holds(client, contract_target, queue, [])
+
     async def test_session_queue_needs_a_valid_session_id(
         self,
         client: qr.QueueClient,
@@ -181,7 +201,7 @@ class BadInputContract(ContractFixtures):
         for max_messages in (0, -1):
             with pytest.raises(qr.ValidationError):
                 await client.receive_messages(queue, max_messages=max_messages, timeout=0)
-        for timeout in (-1, -0.5, timedelta(seconds=-1)):
+        for timeout in (-1, -0.5, timedelta(seconds=-1), math.nan, math.inf, -math.inf):
             with pytest.raises(qr.ValidationError):
                 await client.receive_message(queue, timeout=timeout)
             with pytest.raises(qr.ValidationError):
@@ -253,6 +273,12 @@ class BadInputContract(ContractFixtures):
             {"max_delivery_count": -1},
             {"lock_duration": 0},
             {"lock_duration": timedelta(seconds=-5)},
+            {"lock_duration": math.nan},
+            {"lock_duration": math.inf},
+            {"default_message_ttl": math.nan},
+            {"default_message_ttl": math.inf},
+            {"default_message_ttl": -math.inf},
+            {"default_message_ttl": 0},
         ]
         for settings in bad_settings:
             name = new_queue_name()
