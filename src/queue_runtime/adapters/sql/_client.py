@@ -19,8 +19,10 @@ from typing import Final, TypeVar
 from ..._arguments import (
     check_dead_letter_reason,
     check_max_messages,
+    message_sequence,
     queue_definition,
     queue_name,
+    received_sequence,
     timeout_seconds,
 )
 from ..._capabilities import Capabilities
@@ -30,16 +32,19 @@ from ..._lifecycle import ClientLifecycle
 from ..._messages import Message, ReceivedMessage
 from ..._names import MessageId, QueueName, SessionId
 from ..._waiting import Waiters
+from ...engine import QueueStatistics
 from ...ports import (
     DEFAULT_LOCK_DURATION,
     DEFAULT_MAX_DELIVERY_COUNT,
     QueueClient,
     SessionClient,
     Timeout,
+    batch_settle_error,
 )
 from . import _rules as rules
 from ._codec import Receipt, peeked, received
 from ._database import Database, log
+from ._statements import Statements
 
 __all__ = ["SqlQueueClient", "SqlSessionClient"]
 
@@ -203,9 +208,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
     ) -> list[MessageId]:
         self._check_open()
         name = queue_name(queue)
-        if not isinstance(messages, Sequence):
-            raise ValidationError("send_messages takes a sequence of Message")
-        batch = list(messages)
+        batch = list(message_sequence(messages))
         if not batch:
             return []
         await self._run(
@@ -320,6 +323,40 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         await self._run(op, "dead_letter")
         _log_settled("dead-lettered", receipt)
 
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await self._settle_many(rules.complete, self._receipts(messages), "complete batch")
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await self._settle_many(rules.abandon, self._receipts(messages), "abandon batch")
+
+    def _receipts(self, messages: Sequence[ReceivedMessage], lease: int = 0) -> list[Receipt]:
+        """Every message's receipt, checked before anything is settled."""
+        return [self._receipt(m, lease) for m in received_sequence(messages)]
+
+    async def _settle_many(
+        self,
+        settle: Callable[[Statements, Receipt, float], rules.Op[None]],
+        receipts: list[Receipt],
+        label: str,
+    ) -> None:
+        """Settle every receipt in one transaction; `BatchSettleError` names those that failed."""
+        if not receipts:
+            return
+        op = rules.settle_many(self._st, settle, receipts, self._clock.now())
+        outcomes = await self._run(op, label)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s queue=%s seqs=%s", label, receipts[0].queue, [r.seq for r in receipts])
+        ids = [str(r.message_id) for r in receipts]
+        failed = [(mid, error) for mid, error in zip(ids, outcomes, strict=True) if error]
+        if failed:
+            settled = [mid for mid, error in zip(ids, outcomes, strict=True) if error is None]
+            raise batch_settle_error(settled, failed)
+
+    async def get_queue_statistics(self, queue: QueueName | str) -> QueueStatistics:
+        self._check_open()
+        name = queue_name(queue)
+        return await self._run(rules.statistics(self._st, name, self._clock.now()), "statistics")
+
     async def renew_message_lock(self, message: ReceivedMessage) -> datetime:
         receipt = self._receipt(message)
         until = await self._run(
@@ -423,6 +460,16 @@ class SqlSessionClient(SessionClient):
 
     async def complete_message(self, message: ReceivedMessage) -> None:
         await self._client._complete(self._receipt(message))
+
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        self._check()
+        receipts = self._client._receipts(messages, self._lease.token)
+        await self._client._settle_many(rules.complete, receipts, "complete batch")
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        self._check()
+        receipts = self._client._receipts(messages, self._lease.token)
+        await self._client._settle_many(rules.abandon, receipts, "abandon batch")
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
         await self._client._abandon(self._receipt(message))

@@ -25,6 +25,7 @@ class Receipt(NamedTuple):
 
     store: str
     queue: str
+    message_id: str
     queue_id: int
     seq: int
     token: int
@@ -97,7 +98,7 @@ def received(
                 row[11],
                 row[12],
                 row[0],
-                Receipt(store, queue, queue_id, row[0], token, lease, row[5]),
+                Receipt(store, queue, row[1], queue_id, row[0], token, lease, row[5]),
             ),
         )
         for row in ordered

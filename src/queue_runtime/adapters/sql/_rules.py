@@ -11,13 +11,14 @@ release), settlement only under a live lock, sessions leased one holder at a tim
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..._errors import (
     MessageLockLost,
     QueueAlreadyExists,
+    QueueError,
     QueueNotFound,
     SessionLocked,
     SessionLockLost,
@@ -25,7 +26,7 @@ from ..._errors import (
 )
 from ..._messages import Message, validate_message
 from ..._names import DEAD_LETTER_SUFFIX
-from ...engine import MAX_DELIVERY_COUNT_EXCEEDED, TTL_EXPIRED, QueueSettings
+from ...engine import MAX_DELIVERY_COUNT_EXCEEDED, TTL_EXPIRED, QueueSettings, QueueStatistics
 from ._codec import Receipt, message_row
 from ._statements import Statements
 
@@ -53,6 +54,8 @@ __all__ = [
     "send",
     "session_receive",
     "set_state",
+    "settle_many",
+    "statistics",
 ]
 
 T = TypeVar("T")
@@ -340,6 +343,44 @@ def renew_lock(st: Statements, receipt: Receipt, now: float) -> Op[float]:
     if not (yield Execute(st.renew_lock, (until, receipt.seq, receipt.token, now))):
         raise _lock_lost()
     return until
+
+
+def settle_many(
+    st: Statements,
+    settle: Callable[[Statements, Receipt, float], Op[None]],
+    receipts: Sequence[Receipt],
+    now: float,
+) -> Op[list[QueueError | None]]:
+    """Settle every receipt in one transaction; per receipt, the error that stopped it (None:
+    settled). A failed settlement changes nothing, so the others still commit."""
+    outcomes: list[QueueError | None] = []
+    for receipt in receipts:
+        try:
+            yield from settle(st, receipt, now)
+        except (MessageLockLost, SessionLockLost, QueueNotFound) as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes
+
+
+def statistics(st: Statements, name: str, now: float) -> Op[QueueStatistics]:
+    queue = yield from load_queue(st, name)
+    yield from sweep(st, queue, now)
+    [(active, locked, scheduled)] = yield Query(st.count_messages, (now, now, now, now, queue.id))
+    [(dead,)] = yield Query(st.count_queue, (queue.dead_letter_id,))
+    sessions = leased = 0
+    if queue.sessions:
+        [(sessions,)] = yield Query(st.count_sessions, (queue.id, queue.id, now))
+        [(leased,)] = yield Query(st.count_leased, (queue.id, now))
+    return QueueStatistics(
+        active=int(active),
+        locked=int(locked),
+        scheduled=int(scheduled),
+        dead_letter=0 if queue.is_dead_letter else int(dead),
+        sessions=int(sessions),
+        locked_sessions=int(leased),
+    )
 
 
 # -- sessions ---------------------------------------------------------------------------------

@@ -180,6 +180,23 @@ _SQL: Final[dict[str, str]] = {
         "DELETE FROM {ns}sessions WHERE queue_id = ? AND session_id = ? AND lease_token = 0"
         " AND state IS NULL"
     ),
+    # -- introspection ------------------------------------------------------------------------
+    "count_messages": (
+        "SELECT COALESCE(SUM(CASE WHEN visible_at <= ? AND (lock_token = 0 OR locked_until <= ?)"
+        " THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN lock_token <> 0 AND locked_until > ?"
+        " THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN visible_at > ? THEN 1 ELSE 0 END), 0)"
+        " FROM {ns}messages WHERE queue_id = ?"
+    ),
+    "count_queue": "SELECT COUNT(*) FROM {ns}messages WHERE queue_id = ?",
+    "count_sessions": (
+        "SELECT COUNT(*) FROM (SELECT partition_key FROM {ns}messages WHERE queue_id = ?"
+        " AND partition_key <> '' UNION SELECT session_id FROM {ns}sessions WHERE queue_id = ?"
+        " AND (state IS NOT NULL OR (lease_token <> 0 AND lease_until > ?))) AS known"
+    ),
+    "count_leased": (
+        "SELECT COUNT(*) FROM {ns}sessions WHERE queue_id = ? AND lease_token <> 0"
+        " AND lease_until > ?"
+    ),
     "get_state": "SELECT state FROM {ns}sessions WHERE queue_id = ? AND session_id = ?",
     "set_state": "UPDATE {ns}sessions SET state = ? WHERE queue_id = ? AND session_id = ?",
 }
@@ -219,5 +236,9 @@ class Statements:
     dead_letter_spent_in_session: str
     unlock_session_messages: str
     forget_session: str
+    count_messages: str
+    count_queue: str
+    count_sessions: str
+    count_leased: str
     get_state: str
     set_state: str
