@@ -5,23 +5,17 @@ run through one ``sql_client`` fixture parametrized by dialect."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sql_helpers import postgres_url
 
 import queue_runtime as qr
 from queue_runtime.adapters.sql.postgres import PostgresQueueClient, drop_schema
 from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
-
-DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def postgres_url() -> str:
-    return os.environ.get("QUEUE_RUNTIME_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
 
 
 @pytest.fixture

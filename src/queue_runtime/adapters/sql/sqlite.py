@@ -92,7 +92,7 @@ def _announce(key: str, queues: list[str]) -> None:
 # -- errors ------------------------------------------------------------------------------------
 
 _BUSY: Final = {"SQLITE_BUSY", "SQLITE_LOCKED"}
-_UNUSABLE: Final = {"SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH"}
+_UNUSABLE: Final = {"SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH"}
 
 
 def translate(exc: sqlite3.Error, where: str) -> QueueError:
@@ -105,7 +105,12 @@ def translate(exc: sqlite3.Error, where: str) -> QueueError:
         return ConfigurationError(f"{text}: the database file or its directory is read-only")
     if name == "SQLITE_FULL":
         return ProviderError(f"{text}: nothing was written", retryable=True)
-    if name in _UNUSABLE or name.startswith("SQLITE_CANTOPEN"):
+    if name.startswith("SQLITE_CANTOPEN"):
+        return ConfigurationError(
+            f"{text} (the file or its directory is missing, unreadable or read-only: "
+            "a WAL database needs to write its -wal and -shm files beside it)"
+        )
+    if name in _UNUSABLE:
         return ConfigurationError(text)
     return ProviderError(text)
 

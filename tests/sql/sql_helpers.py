@@ -1,0 +1,13 @@
+"""Helpers of the SQL adapters' tests (tests/ has no packages: imported by module name)."""
+
+from __future__ import annotations
+
+import os
+
+#: The machine's own server (trust auth); ``QUEUE_RUNTIME_TEST_POSTGRES_URL`` overrides it.
+DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_url() -> str:
+    """Where the tests find PostgreSQL."""
+    return os.environ.get("QUEUE_RUNTIME_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
