@@ -16,19 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sql_helpers import store_url
 
 import queue_runtime as qr
 
 WORKER = str(Path(__file__).with_name("sql_worker.py"))
 pytestmark = pytest.mark.asyncio
-
-
-def store_url(config: qr.SqliteConfig | qr.PostgresConfig) -> str:
-    """The URL a worker process opens to reach the test's store."""
-    if isinstance(config, qr.SqliteConfig):
-        return f"sqlite://{config.path}"
-    dsn = config.dsn.get_secret_value()
-    return f"{dsn}{'&' if '?' in dsn else '?'}schema_name={config.schema_name}"
 
 
 @contextmanager
