@@ -27,10 +27,10 @@ from ..._arguments import (
 )
 from ..._capabilities import Capabilities
 from ..._clock import Clock, ManualClock, SystemClock, to_datetime, to_seconds
-from ..._errors import SessionLockLost, ValidationError
+from ..._errors import QueueError, QueueNotFound, SessionLockLost, ValidationError
 from ..._lifecycle import ClientLifecycle
 from ..._messages import Message, ReceivedMessage
-from ..._names import MessageId, QueueName, SessionId
+from ..._names import DEAD_LETTER_SUFFIX, MessageId, QueueName, SessionId
 from ..._waiting import Waiters
 from ...engine import QueueStatistics
 from ...ports import (
@@ -50,6 +50,8 @@ __all__ = ["SqlQueueClient", "SqlSessionClient"]
 
 R = TypeVar("R")
 _DEFAULT_TIMEOUT: Final = 30.0
+#: Seconds between sweeps (dead-lettering spent and expired messages) of a busy queue.
+SWEEP_INTERVAL: Final = 1.0
 
 
 class SqlQueueClient(ClientLifecycle, QueueClient):
@@ -81,6 +83,11 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         self._generation = 0
         self._random = random.Random()
         self._sessions: set[SqlSessionClient] = set()
+        #: Queues as last read (their settings never change while their id lives), and when
+        #: each was last swept (loop time): a receive sweeps at most every SWEEP_INTERVAL
+        #: unless it finds nothing.
+        self._queues: dict[str, rules.QueueRow] = {}
+        self._swept: dict[str, float] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
@@ -125,10 +132,30 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
     def _token(self) -> int:
         return self._random.getrandbits(62) + 1
 
-    async def _run(self, op: rules.Op[R], label: str) -> R:
+    async def _run(self, op: rules.Op[R], label: str, *, relaxed: bool = False) -> R:
+        """Run ``op`` in one transaction; ``relaxed`` for receiving and settling, whose loss
+        in a crash of the database server means a delivery again (see `Database.run`)."""
         if self._state != "open":
             self._check_open()
-        return await self._db.run(op, label)
+        return await self._db.run(op, label, relaxed=relaxed)
+
+    def _known(self, name: str) -> tuple[rules.QueueRow | None, bool]:
+        """The queue as last read, and whether it is due for a sweep."""
+        swept = self._swept.get(name, 0.0)
+        return self._queues.get(name), asyncio.get_running_loop().time() - swept > SWEEP_INTERVAL
+
+    def _remember(self, queue: rules.QueueRow, swept: bool) -> None:
+        self._queues[queue.name] = queue
+        if swept:
+            self._swept[queue.name] = asyncio.get_running_loop().time()
+
+    async def _run_on(self, name: str, op: rules.Op[R], label: str) -> R:
+        """`_run` (relaxed) for a receive on queue ``name``: forgets the queue if it is gone."""
+        try:
+            return await self._run(op, label, relaxed=True)
+        except QueueNotFound:
+            self._queues.pop(name, None)
+            raise
 
     async def _until(
         self,
@@ -190,6 +217,8 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
     async def delete_queue(self, queue: QueueName | str) -> None:
         self._check_open()
         name = queue_name(queue)
+        self._queues.pop(name, None)
+        self._queues.pop(name + DEAD_LETTER_SUFFIX, None)
         await self._run(rules.delete_queue(self._st, name), f"delete_queue {name}")
 
     # -- sending -------------------------------------------------------------------------
@@ -240,8 +269,10 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
 
         async def attempt() -> list[ReceivedMessage]:
             token = self._token()
-            op = rules.receive(self._st, name, max_messages, self._clock.now(), token)
-            row, rows = await self._run(op, "receive")
+            known, sweep = self._known(name)
+            op = rules.receive(self._st, name, known, max_messages, self._clock.now(), token, sweep)
+            row, rows, swept = await self._run_on(name, op, "receive")
+            self._remember(row, swept)
             return received(rows, self._db.key, name, row.id, token, 0)
 
         got = await self._until(name, wait, attempt)
@@ -296,14 +327,18 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         await self._complete(self._receipt(message))
 
     async def _complete(self, receipt: Receipt) -> None:
-        await self._run(rules.complete(self._st, receipt, self._clock.now()), "complete")
+        await self._run(
+            rules.complete(self._st, receipt, self._clock.now()), "complete", relaxed=True
+        )
         _log_settled("completed", receipt)
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
         await self._abandon(self._receipt(message))
 
     async def _abandon(self, receipt: Receipt) -> None:
-        await self._run(rules.abandon(self._st, receipt, self._clock.now()), "abandon")
+        await self._run(
+            rules.abandon(self._st, receipt, self._clock.now()), "abandon", relaxed=True
+        )
         _log_settled("abandoned", receipt)
 
     async def dead_letter_message(
@@ -324,7 +359,13 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         _log_settled("dead-lettered", receipt)
 
     async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
-        await self._settle_many(rules.complete, self._receipts(messages), "complete batch")
+        await self._complete_many(self._receipts(messages))
+
+    async def _complete_many(self, receipts: list[Receipt]) -> None:
+        if receipts:
+            op = rules.complete_many(self._st, receipts, self._clock.now())
+            outcomes = await self._run(op, "complete batch", relaxed=True)
+            await self._report_batch(receipts, outcomes)
 
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         await self._settle_many(rules.abandon, self._receipts(messages), "abandon batch")
@@ -343,9 +384,16 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         if not receipts:
             return
         op = rules.settle_many(self._st, settle, receipts, self._clock.now())
-        outcomes = await self._run(op, label)
+        await self._report_batch(receipts, await self._run(op, label, relaxed=True))
+
+    async def _report_batch(
+        self, receipts: list[Receipt], outcomes: list[QueueError | None]
+    ) -> None:
+        """Log a settled batch; `BatchSettleError` naming the receipts that failed."""
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s queue=%s seqs=%s", label, receipts[0].queue, [r.seq for r in receipts])
+            log.debug(
+                "settled batch queue=%s seqs=%s", receipts[0].queue, [r.seq for r in receipts]
+            )
         ids = [str(r.message_id) for r in receipts]
         failed = [(mid, error) for mid, error in zip(ids, outcomes, strict=True) if error]
         if failed:
@@ -436,8 +484,11 @@ class SqlSessionClient(SessionClient):
         async def attempt() -> list[ReceivedMessage]:
             lease = self._check()
             token = client._token()
-            op = rules.session_receive(self._st, lease, max_messages, self._clock.now(), token)
-            rows = await client._run(op, "session receive")
+            known, sweep = client._known(lease.queue)
+            now = self._clock.now()
+            op = rules.session_receive(self._st, lease, known, max_messages, now, token, sweep)
+            row, rows, swept = await client._run_on(lease.queue, op, "session receive")
+            client._remember(row, swept)
             return received(rows, client._db.key, lease.queue, lease.queue_id, token, lease.token)
 
         # woken by the lease's expiry at the latest, so a lapsed lock is reported
@@ -463,8 +514,7 @@ class SqlSessionClient(SessionClient):
 
     async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         self._check()
-        receipts = self._client._receipts(messages, self._lease.token)
-        await self._client._settle_many(rules.complete, receipts, "complete batch")
+        await self._client._complete_many(self._client._receipts(messages, self._lease.token))
 
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         self._check()

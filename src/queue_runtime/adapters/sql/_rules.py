@@ -42,6 +42,7 @@ __all__ = [
     "accept_session",
     "check_lease",
     "complete",
+    "complete_many",
     "create_queue",
     "dead_letter",
     "delete_queue",
@@ -242,21 +243,68 @@ def sweep(st: Statements, queue: QueueRow, now: float) -> Op[None]:
 # -- receiving --------------------------------------------------------------------------------
 
 
-def receive(
-    st: Statements, name: str, max_messages: int, now: float, token: int
-) -> Op[tuple[QueueRow, list[Any]]]:
-    """Lock up to ``max_messages`` available messages of a queue without sessions."""
+#: Stands for "never spent" in the delivery filter of a dead-letter queue.
+_UNLIMITED = 2**31 - 1
+
+
+def _spendable(queue: QueueRow) -> int:
+    """Deliveries after which a message is spent (a dead-letter queue never spends one)."""
+    return _UNLIMITED if queue.is_dead_letter else queue.settings.max_delivery_count
+
+
+def _lock(
+    st: Statements,
+    queue: QueueRow,
+    partition: str,
+    locked_until: float,
+    max_messages: int,
+    now: float,
+    token: int,
+) -> Op[list[Any]]:
+    rows = yield Query(
+        st.lock_next,
+        (token, locked_until, queue.id, partition, now, now, _spendable(queue), now, max_messages),
+    )
+    return list(rows)
+
+
+def _deliverable_queue(st: Statements, name: str, sessions: bool) -> Op[QueueRow]:
     queue = yield from load_queue(st, name)
-    if queue.sessions:
+    if queue.sessions and not sessions:
         raise ValidationError(
             f"queue {name!r} requires sessions: use accept_session to receive from it"
         )
-    yield from sweep(st, queue, now)
-    rows = yield Query(
-        st.lock_next,
-        (token, now + queue.settings.lock_duration, queue.id, "", now, now, max_messages),
-    )
-    return queue, rows
+    return queue
+
+
+def receive(
+    st: Statements,
+    name: str,
+    known: QueueRow | None,
+    max_messages: int,
+    now: float,
+    token: int,
+    sweep_first: bool,
+) -> Op[tuple[QueueRow, list[Any], bool]]:
+    """Lock up to ``max_messages`` deliverable messages of a queue without sessions.
+
+    ``known`` is the queue as last read (None: read it); when nothing is found it is read
+    again (it may have been deleted) and the queue swept before a second look. Returns the
+    queue, the locked rows and whether it swept.
+    """
+    queue = known or (yield from _deliverable_queue(st, name, False))
+    swept = sweep_first or known is None
+    if swept:
+        yield from sweep(st, queue, now)
+    until = now + queue.settings.lock_duration
+    rows = yield from _lock(st, queue, "", until, max_messages, now, token)
+    if not rows and not swept:
+        queue = yield from _deliverable_queue(st, name, False)
+        yield from sweep(st, queue, now)
+        swept = True
+        until = now + queue.settings.lock_duration
+        rows = yield from _lock(st, queue, "", until, max_messages, now, token)
+    return queue, rows, swept
 
 
 def peek(
@@ -364,6 +412,32 @@ def settle_many(
     return outcomes
 
 
+def complete_many(
+    st: Statements, receipts: Sequence[Receipt], now: float
+) -> Op[list[QueueError | None]]:
+    """`settle_many` of `complete`, one statement per receive the messages came from."""
+    lost: set[int] = set()
+    for queue_id, session_id, lease in {(r.queue_id, r.session_id, r.lease) for r in receipts}:
+        if lease and not (yield Query(st.check_lease, (queue_id, session_id, lease, now))):
+            lost.add(lease)
+    groups: dict[int, list[int]] = {}
+    for receipt in receipts:
+        if receipt.lease not in lost:
+            groups.setdefault(receipt.token, []).append(receipt.seq)
+    done: set[int] = set()
+    encode = st.dialect.list_parameter
+    for token, seqs in groups.items():
+        rows = yield Query(st.complete_group, (token, now, encode(seqs)))
+        done.update(row[0] for row in rows)
+    outcomes: list[QueueError | None] = []
+    for receipt in receipts:
+        if receipt.lease in lost:
+            outcomes.append(SessionLockLost(f"the lock on session {receipt.session_id!r} was lost"))
+        else:
+            outcomes.append(None if receipt.seq in done else _lock_lost())
+    return outcomes
+
+
 def statistics(st: Statements, name: str, now: float) -> Op[QueueStatistics]:
     queue = yield from load_queue(st, name)
     yield from sweep(st, queue, now)
@@ -413,7 +487,9 @@ def accept_session(
         return Lease(name, queue.id, session_id, token, until)
     yield from sweep(st, queue, now)
     for _ in range(8):  # a candidate taken by a concurrent accept is skipped on the next look
-        candidates = yield Query(st.next_ready_session, (queue.id, now, now, now))
+        candidates = yield Query(
+            st.next_ready_session, (queue.id, now, now, _spendable(queue), now, now)
+        )
         if not candidates:
             return None
         candidate = candidates[0][0]
@@ -431,16 +507,26 @@ def check_lease(st: Statements, lease: Lease, now: float) -> Op[float]:
 
 
 def session_receive(
-    st: Statements, lease: Lease, max_messages: int, now: float, token: int
-) -> Op[list[Any]]:
-    """The session's next messages in order, locked under its lease."""
+    st: Statements,
+    lease: Lease,
+    known: QueueRow | None,
+    max_messages: int,
+    now: float,
+    token: int,
+    sweep_first: bool,
+) -> Op[tuple[QueueRow, list[Any], bool]]:
+    """The session's next messages in order, locked under its lease (see `receive`)."""
     until = yield from check_lease(st, lease, now)
-    queue = yield from load_queue(st, lease.queue)
-    yield from sweep(st, queue, now)
-    rows = yield Query(
-        st.lock_next, (token, until, lease.queue_id, lease.session_id, now, now, max_messages)
-    )
-    return list(rows)
+    queue = known or (yield from load_queue(st, lease.queue))
+    swept = sweep_first or known is None
+    if swept:
+        yield from sweep(st, queue, now)
+    rows = yield from _lock(st, queue, lease.session_id, until, max_messages, now, token)
+    if not rows and not swept:
+        yield from sweep(st, queue, now)
+        swept = True
+        rows = yield from _lock(st, queue, lease.session_id, until, max_messages, now, token)
+    return queue, rows, swept
 
 
 def renew_session(st: Statements, lease: Lease, now: float) -> Op[float]:

@@ -59,8 +59,6 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX {ix}messages_order ON {ns}messages (queue_id, partition_key, seq)",
         "CREATE UNIQUE INDEX {ix}messages_dedup ON {ns}messages (queue_id, message_id)"
         " WHERE dead_lettered = 0",
-        "CREATE INDEX {ix}messages_locked ON {ns}messages (queue_id, locked_until)"
-        " WHERE lock_token <> 0",
         "CREATE INDEX {ix}messages_expiring ON {ns}messages (queue_id, expires_at)"
         " WHERE expires_at IS NOT NULL",
         """CREATE TABLE {ns}sessions (

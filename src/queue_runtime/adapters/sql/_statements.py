@@ -8,8 +8,9 @@ SQLite) and supplies the few fragments that differ (column types, ``FOR UPDATE S
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["Dialect", "Statements", "MESSAGE_COLUMNS"]
 
@@ -31,6 +32,10 @@ class Dialect:
     blob: str
     #: Appended to the row-picking subqueries (lets concurrent consumers pass each other).
     skip_locked: str
+    #: ``seq`` is one of a list passed as one parameter (encoded by `list_parameter`).
+    seq_in_list: str
+    #: Encodes a list of ints as that parameter.
+    list_parameter: Callable[[list[int]], Any]
 
     def render(self, sql: str) -> str:
         text = sql.format(
@@ -41,6 +46,7 @@ class Dialect:
             double=self.double,
             blob=self.blob,
             skip_locked=self.skip_locked,
+            seq_in_list=self.seq_in_list,
         )
         if self.numbered_placeholders:
             counter = iter(range(1, 1_000_000))
@@ -62,6 +68,10 @@ _QUEUE_COLUMNS: Final = (
 
 # a message is available when visible and not under a live lock
 _AVAILABLE: Final = "visible_at <= ? AND (lock_token = 0 OR locked_until <= ?)"
+# ... and deliverable when also neither spent nor expired (those wait for `sweep` to move them)
+_DELIVERABLE: Final = (
+    f"{_AVAILABLE} AND delivery_count < ? AND (expires_at IS NULL OR expires_at > ?)"
+)
 
 _TO_DEAD_LETTER: Final = (
     "queue_id = ?, partition_key = '', lock_token = 0, locked_until = 0, expires_at = NULL, "
@@ -90,7 +100,7 @@ _SQL: Final[dict[str, str]] = {
         f"UPDATE {{ns}}messages SET {_TO_DEAD_LETTER}, dead_letter_reason = ?,"
         " dead_letter_description = 'delivered ' || delivery_count || ' times without being"
         " completed' WHERE seq IN (SELECT seq FROM {ns}messages WHERE queue_id = ?"
-        " AND lock_token <> 0 AND locked_until <= ? AND delivery_count >= ? {skip_locked})"
+        " AND (lock_token = 0 OR locked_until <= ?) AND delivery_count >= ? {skip_locked})"
     ),
     "dead_letter_expired": (
         f"UPDATE {{ns}}messages SET {_TO_DEAD_LETTER}, dead_letter_reason = ?,"
@@ -105,7 +115,7 @@ _SQL: Final[dict[str, str]] = {
     "lock_next": (
         "UPDATE {ns}messages SET lock_token = ?, locked_until = ?,"
         " delivery_count = delivery_count + 1 WHERE seq IN (SELECT seq FROM {ns}messages"
-        f" WHERE queue_id = ? AND partition_key = ? AND {_AVAILABLE}"
+        f" WHERE queue_id = ? AND partition_key = ? AND {_DELIVERABLE}"
         " ORDER BY seq LIMIT ? {skip_locked})"
         f" RETURNING {MESSAGE_COLUMNS}"
     ),
@@ -119,6 +129,10 @@ _SQL: Final[dict[str, str]] = {
     ),
     # -- settling -----------------------------------------------------------------------------
     "complete": ("DELETE FROM {ns}messages WHERE seq = ? AND lock_token = ? AND locked_until > ?"),
+    "complete_group": (
+        "DELETE FROM {ns}messages WHERE lock_token = ? AND locked_until > ? AND {seq_in_list}"
+        " RETURNING seq"
+    ),
     "unlock": (
         "UPDATE {ns}messages SET lock_token = 0, locked_until = 0"
         " WHERE seq = ? AND lock_token = ? AND locked_until > ? RETURNING delivery_count"
@@ -146,6 +160,7 @@ _SQL: Final[dict[str, str]] = {
     "next_ready_session": (
         "SELECT m.partition_key FROM {ns}messages m WHERE m.queue_id = ?"
         " AND m.visible_at <= ? AND (m.lock_token = 0 OR m.locked_until <= ?)"
+        " AND m.delivery_count < ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
         " AND NOT EXISTS (SELECT 1 FROM {ns}sessions s WHERE s.queue_id = m.queue_id"
         " AND s.session_id = m.partition_key AND s.lease_token <> 0 AND s.lease_until > ?)"
         " ORDER BY m.seq LIMIT 1"
@@ -223,6 +238,7 @@ class Statements:
     peek: str
     peek_session: str
     complete: str
+    complete_group: str
     unlock: str
     dead_letter_locked: str
     dead_letter_one: str

@@ -47,6 +47,8 @@ def postgres_dialect(schema: str) -> Dialect:
         double="DOUBLE PRECISION",
         blob="BYTEA",
         skip_locked="FOR UPDATE SKIP LOCKED",
+        seq_in_list="seq = ANY(?::bigint[])",
+        list_parameter=list,
     )
 
 
@@ -95,6 +97,11 @@ def translate(exc: BaseException, where: str) -> QueueError:
     return ProviderError(f"{where}: {exc.__class__.__name__}: {exc}")
 
 
+async def _keep_session(connection: Any) -> None:
+    """A pooled connection needs no reset between operations: they set no session state
+    (no SET, LISTEN or advisory locks outside a transaction) and end their transactions."""
+
+
 def _rowcount(status: str) -> int:
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
@@ -117,6 +124,8 @@ class PostgresDatabase(Database):
         self._channel = f"queue_runtime_{schema}"[:63]
         self._notify = "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q"
         self._pool: Any = None
+        #: Connections whose commits do not wait for the WAL flush (receives, settlements).
+        self._relaxed: Any = None
         self._listener: Any = None
         self._on_wake: WakeListener | None = None
 
@@ -130,9 +139,19 @@ class PostgresDatabase(Database):
                 max_size=self._config.max_pool_size,
                 timeout=timeout,
                 command_timeout=None,
+                reset=_keep_session,
             )
             async with self._pool.acquire() as connection:
                 await self._migrate(connection)
+            self._relaxed = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._config.min_pool_size,
+                max_size=self._config.max_pool_size,
+                timeout=timeout,
+                command_timeout=None,
+                reset=_keep_session,
+                server_settings={"synchronous_commit": "off"},
+            )
             self._listener = await asyncpg.connect(self._dsn, timeout=timeout)
             self._on_wake = on_wake
             await self._listener.add_listener(self._channel, self._heard)
@@ -164,20 +183,22 @@ class PostgresDatabase(Database):
     async def close(self) -> None:
         self._on_wake = None
         listener, self._listener = self._listener, None
-        pool, self._pool = self._pool, None
+        pools = [self._pool, self._relaxed]
+        self._pool = self._relaxed = None
         if listener is not None:
             try:
                 await listener.close(timeout=5)
             except Exception:  # the connection is going away either way
                 listener.terminate()
-        if pool is not None:
-            try:
-                await pool.close()
-            except Exception:
-                pool.terminate()
+        for pool in pools:
+            if pool is not None:
+                try:
+                    await pool.close()
+                except Exception:
+                    pool.terminate()
 
-    async def run(self, op: Op[T], label: str) -> T:
-        pool = self._pool
+    async def run(self, op: Op[T], label: str, *, relaxed: bool = False) -> T:
+        pool = self._relaxed if relaxed else self._pool
         if pool is None:
             raise ConfigurationError(f"{self._where} is not open")
         try:

@@ -12,6 +12,7 @@ power loss, at the cost of an fsync per commit.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import threading
@@ -50,6 +51,8 @@ def sqlite_dialect(table_prefix: str) -> Dialect:
         double="REAL",
         blob="BLOB",
         skip_locked="",
+        seq_in_list="seq IN (SELECT value FROM json_each(?))",
+        list_parameter=json.dumps,
     )
 
 
@@ -202,7 +205,8 @@ class SqliteDatabase(Database):
         if plan:
             log.debug("migrated sqlite database %s (%d statements)", self._path, len(plan))
 
-    async def run(self, op: Op[T], label: str) -> T:
+    async def run(self, op: Op[T], label: str, *, relaxed: bool = False) -> T:
+        # every commit is already as durable as `synchronous` says: relaxed changes nothing
         result, wakes = await self._in_thread(lambda: self._transaction(op))
         if wakes:
             _announce(self.key, wakes)
