@@ -19,6 +19,7 @@ from typing import Final, TypeVar
 from ..._arguments import (
     check_dead_letter_reason,
     check_max_messages,
+    check_sequence_number,
     message_sequence,
     queue_definition,
     queue_name,
@@ -295,11 +296,8 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         self, name: str, session_id: str | None, max_messages: int, from_sequence: int | None
     ) -> list[ReceivedMessage]:
         check_max_messages(max_messages)
-        if from_sequence is None:
-            from_sequence = 0
-        elif isinstance(from_sequence, bool) or not isinstance(from_sequence, int):
-            raise ValidationError("from_sequence_number must be an int or None")
-        op = rules.peek(self._st, name, session_id, max_messages, from_sequence, self._clock.now())
+        start = check_sequence_number(from_sequence)
+        op = rules.peek(self._st, name, session_id, max_messages, start, self._clock.now())
         return peeked(await self._run(op, "peek"))
 
     # -- settling ------------------------------------------------------------------------
@@ -324,22 +322,19 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         return receipt
 
     async def complete_message(self, message: ReceivedMessage) -> None:
-        await self._complete(self._receipt(message))
-
-    async def _complete(self, receipt: Receipt) -> None:
-        await self._run(
-            rules.complete(self._st, receipt, self._clock.now()), "complete", relaxed=True
-        )
-        _log_settled("completed", receipt)
+        await self._settle(rules.complete, self._receipt(message), "complete")
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
-        await self._abandon(self._receipt(message))
+        await self._settle(rules.abandon, self._receipt(message), "abandon")
 
-    async def _abandon(self, receipt: Receipt) -> None:
-        await self._run(
-            rules.abandon(self._st, receipt, self._clock.now()), "abandon", relaxed=True
-        )
-        _log_settled("abandoned", receipt)
+    async def _settle(
+        self,
+        settle: Callable[[Statements, Receipt, float], rules.Op[None]],
+        receipt: Receipt,
+        action: str,
+    ) -> None:
+        await self._run(settle(self._st, receipt, self._clock.now()), action, relaxed=True)
+        _log_settled(action, receipt)
 
     async def dead_letter_message(
         self,
@@ -356,7 +351,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         check_dead_letter_reason(reason, description)
         op = rules.dead_letter(self._st, receipt, reason, description, self._clock.now())
         await self._run(op, "dead_letter")
-        _log_settled("dead-lettered", receipt)
+        _log_settled("dead_letter", receipt)
 
     async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         await self._complete_many(self._receipts(messages))
@@ -510,7 +505,7 @@ class SqlSessionClient(SessionClient):
         return self._client._receipt(message, self._lease.token)
 
     async def complete_message(self, message: ReceivedMessage) -> None:
-        await self._client._complete(self._receipt(message))
+        await self._client._settle(rules.complete, self._receipt(message), "complete")
 
     async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         self._check()
@@ -522,7 +517,7 @@ class SqlSessionClient(SessionClient):
         await self._client._settle_many(rules.abandon, receipts, "abandon batch")
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
-        await self._client._abandon(self._receipt(message))
+        await self._client._settle(rules.abandon, self._receipt(message), "abandon")
 
     async def dead_letter_message(
         self,

@@ -82,44 +82,34 @@ def _message(row: Sequence[Any]) -> Message:
     )
 
 
+def _delivered(row: Sequence[Any], receipt: Receipt | None) -> ReceivedMessage:
+    until = row[10]
+    return _new_tuple(
+        ReceivedMessage,
+        (
+            _message(row),
+            row[9],
+            row[8],
+            until if receipt is not None else (until or None),
+            row[11],
+            row[12],
+            row[0],
+            receipt,
+        ),
+    )
+
+
 def received(
     rows: Sequence[Sequence[Any]], store: str, queue: str, queue_id: int, token: int, lease: int
 ) -> list[ReceivedMessage]:
     """Delivered rows (`MESSAGE_COLUMNS`) as received messages, in sequence order."""
     ordered = sorted(rows, key=lambda row: row[0]) if len(rows) > 1 else rows
     return [
-        _new_tuple(
-            ReceivedMessage,
-            (
-                _message(row),
-                row[9],
-                row[8],
-                row[10],
-                row[11],
-                row[12],
-                row[0],
-                Receipt(store, queue, row[1], queue_id, row[0], token, lease, row[5]),
-            ),
-        )
+        _delivered(row, Receipt(store, queue, row[1], queue_id, row[0], token, lease, row[5]))
         for row in ordered
     ]
 
 
 def peeked(rows: Sequence[Sequence[Any]]) -> list[ReceivedMessage]:
     """Peeked rows as received messages without a receipt (they cannot be settled)."""
-    return [
-        _new_tuple(
-            ReceivedMessage,
-            (
-                _message(row),
-                row[9],
-                row[8],
-                row[10] or None,
-                row[11],
-                row[12],
-                row[0],
-                None,
-            ),
-        )
-        for row in rows
-    ]
+    return [_delivered(row, None) for row in rows]

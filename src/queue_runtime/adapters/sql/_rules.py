@@ -277,6 +277,36 @@ def _deliverable_queue(st: Statements, name: str, sessions: bool) -> Op[QueueRow
     return queue
 
 
+def _take(
+    st: Statements,
+    known: QueueRow | None,
+    load: Callable[[], Op[QueueRow]],
+    partition: str,
+    lock_until: Callable[[QueueRow], float],
+    max_messages: int,
+    now: float,
+    token: int,
+    sweep_first: bool,
+) -> Op[tuple[QueueRow, list[Any], bool]]:
+    """Lock the partition's next deliverable messages.
+
+    ``known`` is the queue as last read (None: ``load`` it); when nothing is found the queue
+    is loaded again (it may have been deleted) and swept before a second look. Returns the
+    queue, the locked rows and whether it swept.
+    """
+    queue = known or (yield from load())
+    swept = sweep_first or known is None
+    if swept:
+        yield from sweep(st, queue, now)
+    rows = yield from _lock(st, queue, partition, lock_until(queue), max_messages, now, token)
+    if not rows and not swept:
+        queue = yield from load()
+        yield from sweep(st, queue, now)
+        swept = True
+        rows = yield from _lock(st, queue, partition, lock_until(queue), max_messages, now, token)
+    return queue, rows, swept
+
+
 def receive(
     st: Statements,
     name: str,
@@ -286,25 +316,20 @@ def receive(
     token: int,
     sweep_first: bool,
 ) -> Op[tuple[QueueRow, list[Any], bool]]:
-    """Lock up to ``max_messages`` deliverable messages of a queue without sessions.
-
-    ``known`` is the queue as last read (None: read it); when nothing is found it is read
-    again (it may have been deleted) and the queue swept before a second look. Returns the
-    queue, the locked rows and whether it swept.
-    """
-    queue = known or (yield from _deliverable_queue(st, name, False))
-    swept = sweep_first or known is None
-    if swept:
-        yield from sweep(st, queue, now)
-    until = now + queue.settings.lock_duration
-    rows = yield from _lock(st, queue, "", until, max_messages, now, token)
-    if not rows and not swept:
-        queue = yield from _deliverable_queue(st, name, False)
-        yield from sweep(st, queue, now)
-        swept = True
-        until = now + queue.settings.lock_duration
-        rows = yield from _lock(st, queue, "", until, max_messages, now, token)
-    return queue, rows, swept
+    """Lock up to ``max_messages`` deliverable messages of a queue without sessions."""
+    return (
+        yield from _take(
+            st,
+            known,
+            lambda: _deliverable_queue(st, name, False),
+            "",
+            lambda queue: now + queue.settings.lock_duration,
+            max_messages,
+            now,
+            token,
+            sweep_first,
+        )
+    )
 
 
 def peek(
@@ -515,18 +540,21 @@ def session_receive(
     token: int,
     sweep_first: bool,
 ) -> Op[tuple[QueueRow, list[Any], bool]]:
-    """The session's next messages in order, locked under its lease (see `receive`)."""
+    """The session's next messages in order, locked under its lease (see `_take`)."""
     until = yield from check_lease(st, lease, now)
-    queue = known or (yield from load_queue(st, lease.queue))
-    swept = sweep_first or known is None
-    if swept:
-        yield from sweep(st, queue, now)
-    rows = yield from _lock(st, queue, lease.session_id, until, max_messages, now, token)
-    if not rows and not swept:
-        yield from sweep(st, queue, now)
-        swept = True
-        rows = yield from _lock(st, queue, lease.session_id, until, max_messages, now, token)
-    return queue, rows, swept
+    return (
+        yield from _take(
+            st,
+            known,
+            lambda: load_queue(st, lease.queue),
+            lease.session_id,
+            lambda queue: until,
+            max_messages,
+            now,
+            token,
+            sweep_first,
+        )
+    )
 
 
 def renew_session(st: Statements, lease: Lease, now: float) -> Op[float]:

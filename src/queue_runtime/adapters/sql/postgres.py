@@ -133,25 +133,10 @@ class PostgresDatabase(Database):
         asyncpg = _asyncpg()
         timeout = self._config.connect_timeout.total_seconds()
         try:
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._config.min_pool_size,
-                max_size=self._config.max_pool_size,
-                timeout=timeout,
-                command_timeout=None,
-                reset=_keep_session,
-            )
+            self._pool = await self._create_pool({})
             async with self._pool.acquire() as connection:
                 await self._migrate(connection)
-            self._relaxed = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._config.min_pool_size,
-                max_size=self._config.max_pool_size,
-                timeout=timeout,
-                command_timeout=None,
-                reset=_keep_session,
-                server_settings={"synchronous_commit": "off"},
-            )
+            self._relaxed = await self._create_pool({"synchronous_commit": "off"})
             self._listener = await asyncpg.connect(self._dsn, timeout=timeout)
             self._on_wake = on_wake
             await self._listener.add_listener(self._channel, self._heard)
@@ -161,6 +146,17 @@ class PostgresDatabase(Database):
                 raise translate(exc, self._where) from exc
             raise
         log.debug("opened %s", self._where)
+
+    async def _create_pool(self, settings: dict[str, str]) -> Any:
+        return await _asyncpg().create_pool(
+            self._dsn,
+            min_size=self._config.min_pool_size,
+            max_size=self._config.max_pool_size,
+            timeout=self._config.connect_timeout.total_seconds(),
+            command_timeout=None,
+            reset=_keep_session,
+            server_settings=settings,
+        )
 
     def _heard(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         if self._on_wake is not None:
