@@ -79,7 +79,9 @@ def translate(exc: BaseException, where: str) -> QueueError:
     if isinstance(exc, UnicodeError):
         return ValidationError(f"{where}: text the database cannot store ({exc})")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return TimeoutError(f"{where}: no answer in time; the operation may have happened")
+        return TimeoutError(
+            f"{where}: no answer in time; the operation may have happened", outcome_unknown=True
+        )
     if isinstance(exc, asyncpg.PostgresError):
         code = getattr(exc, "sqlstate", "") or ""
         text = f"{where}: {exc.__class__.__name__}: {exc}"
@@ -90,10 +92,12 @@ def translate(exc: BaseException, where: str) -> QueueError:
         if code in _BAD_DATA:
             return ValidationError(text)
         if code.startswith(("08", "57P")):
-            return ConnectionError(f"{text}; the operation may have happened")
+            return ConnectionError(f"{text}; the operation may have happened", outcome_unknown=True)
         return ProviderError(text, retryable=code in _RETRY)
     if isinstance(exc, asyncpg.InterfaceError | OSError | socket.gaierror):
-        return ConnectionError(f"{where}: {exc}; the operation may have happened")
+        return ConnectionError(
+            f"{where}: {exc}; the operation may have happened", outcome_unknown=True
+        )
     return ProviderError(f"{where}: {exc.__class__.__name__}: {exc}")
 
 
