@@ -202,3 +202,20 @@ async def test_a_waiting_receive_wakes_for_another_process(
             producer.kill()
             await producer.wait()
         assert got is not None and got.body == b"0:0"
+
+
+@pytest.mark.asyncio
+async def test_a_session_receive_outlives_a_renewal_made_while_it_waits(
+    sql_client: qr.QueueClient,
+) -> None:
+    await sql_client.create_queue("s", requires_session=True, lock_duration=1)
+    session = await sql_client.accept_session("s", "a")
+    assert session is not None
+    async with session:
+        waiting = asyncio.create_task(session.receive_message(timeout=3))
+        await asyncio.sleep(0.6)
+        await session.renew_session_lock()
+        await asyncio.sleep(0.6)  # past the first lease, within the renewed one
+        await sql_client.send_message("s", qr.Message(b"late", session_id="a"))
+        got = await waiting
+        assert got is not None and got.body == b"late"

@@ -163,12 +163,13 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         queue: str,
         wait: float,
         attempt: Callable[[], Awaitable[R]],
-        limit: float | None = None,
+        limit: Callable[[], float] | None = None,
     ) -> R:
         """``attempt()`` until it returns something truthy or ``wait`` seconds pass.
 
         Between attempts it parks until a wake-up for ``queue`` or a pause that doubles up to
-        the database's longest; ``limit`` (clock time) wakes it at the latest then.
+        the database's longest; ``limit()`` (clock time, read at each pause) wakes it at the
+        latest then.
         """
         generation = self._generation
         result = await attempt()
@@ -184,7 +185,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
             if generation == self._generation:  # nothing announced while we looked
                 park = min(remaining, pause)
                 if limit is not None:
-                    park = max(0.0, min(park, limit - self._clock.now()))
+                    park = max(0.0, min(park, limit() - self._clock.now()))
                 await self._waiters.wait(queue, park)
                 pause = min(pause * 2, longest)
             generation = self._generation
@@ -487,7 +488,7 @@ class SqlSessionClient(SessionClient):
             return received(rows, client._db.key, lease.queue, lease.queue_id, token, lease.token)
 
         # woken by the lease's expiry at the latest, so a lapsed lock is reported
-        got = await client._until(lease.queue, wait, attempt, limit=self._locked_until)
+        got = await client._until(lease.queue, wait, attempt, limit=lambda: self._locked_until)
         _log_delivered(lease.queue, lease.session_id, got)
         return got
 
