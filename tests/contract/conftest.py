@@ -68,6 +68,22 @@ def _sqlite(request: pytest.FixtureRequest) -> ContractTarget:
     )
 
 
+def _sqlite_realtime(request: pytest.FixtureRequest) -> ContractTarget:
+    """The SQLite adapter on the system clock with one-second locks: real waits and polls."""
+    from queue_runtime import SqliteConfig
+    from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
+
+    config = SqliteConfig(path=str(request.getfixturevalue("tmp_path") / "queues.db"))
+    return ContractTarget(
+        name="sqlite-realtime",
+        make_client=lambda: SqliteQueueClient(config, default_timeout=5),
+        advance=asyncio.sleep,
+        short_lock=timedelta(seconds=1),
+        receive_timeout=2.0,
+        quiet_timeout=0.05,
+    )
+
+
 def _postgresql(request: pytest.FixtureRequest) -> ContractTarget:
     """The PostgreSQL adapter in a schema of its own on the machine's server, manual clock."""
     from queue_runtime.adapters.sql.postgres import PostgresQueueClient
@@ -113,6 +129,7 @@ TARGET_FACTORIES: dict[str, TargetFactory] = {
     "memory-realtime": _memory_realtime,
     "sqs": _sqs,
     "sqlite": _sqlite,
+    "sqlite-realtime": _sqlite_realtime,
     "postgresql": _postgresql,
 }
 
