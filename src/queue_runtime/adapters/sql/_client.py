@@ -81,7 +81,10 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
             max_message_size=max_message_size,
         )
         self._waiters = Waiters()
-        self._generation = 0
+        #: Wake-ups seen per queue, and clock ticks: a waiter that saw one while it looked
+        #: looks again at once instead of parking.
+        self._wakes: dict[str, int] = {}
+        self._ticks = 0
         self._random = random.Random()
         self._sessions: set[SqlSessionClient] = set()
         #: Queues as last read (their settings never change while their id lives), and when
@@ -115,7 +118,10 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
             self._state = "closed"
             return
         for session in list(self._sessions):
-            await session.close()
+            try:
+                await session.close()
+            except QueueError as exc:  # its lease lapses by itself; the client still closes
+                log.debug("could not release session %s: %s", session.session_id, exc)
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._state = "closed"
@@ -123,12 +129,15 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         await self._db.close()
 
     def _on_wake(self, queue: str) -> None:
-        self._generation += 1
+        self._wakes[queue] = self._wakes.get(queue, 0) + 1
         self._waiters.notify(queue)
 
     def _on_tick(self) -> None:
-        self._generation += 1
+        self._ticks += 1
         self._waiters.notify_all()
+
+    def _generation(self, queue: str) -> int:
+        return self._wakes.get(queue, 0) + self._ticks
 
     def _token(self) -> int:
         return self._random.getrandbits(62) + 1
@@ -171,7 +180,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         the database's longest; ``limit()`` (clock time, read at each pause) wakes it at the
         latest then.
         """
-        generation = self._generation
+        generation = self._generation(queue)
         result = await attempt()
         if result or wait <= 0:
             return result
@@ -182,13 +191,13 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            if generation == self._generation:  # nothing announced while we looked
+            if generation == self._generation(queue):  # nothing announced while we looked
                 park = min(remaining, pause)
                 if limit is not None:
                     park = max(0.0, min(park, limit() - self._clock.now()))
                 await self._waiters.wait(queue, park)
                 pause = min(pause * 2, longest)
-            generation = self._generation
+            generation = self._generation(queue)
             self._check_open()
             result = await attempt()
         return result
