@@ -7,6 +7,7 @@ release, a file that is not a database.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -180,3 +181,45 @@ async def test_a_missing_directory_is_a_configuration_error(tmp_path: Path) -> N
     config = qr.SqliteConfig(path=str(tmp_path / "nowhere" / "queues.db"))
     with pytest.raises(qr.ConfigurationError):
         await SqliteQueueClient(config).open()
+
+
+async def _receive_retrying(client: qr.QueueClient, queue: str) -> qr.ReceivedMessage | None:
+    """A receive retried while it meets connections the server dropped (typed, retryable)."""
+    errors: list[qr.ConnectionError] = []
+    while len(errors) < 5:
+        try:
+            return await client.receive_message(queue, timeout=0)
+        except qr.ConnectionError as exc:
+            errors.append(exc)
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the client never reconnected: {errors}")
+
+
+async def test_connections_the_server_drops_are_replaced(
+    postgres_config: qr.PostgresConfig,
+) -> None:
+    async with (
+        PostgresQueueClient(postgres_config, default_timeout=5) as client,
+        PostgresQueueClient(postgres_config, default_timeout=5) as other,
+    ):
+        await client.create_queue("q")
+        await client.send_message("q", qr.Message(b"before"))
+        admin = await asyncpg.connect(postgres_url())
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                f"queue-runtime {postgres_config.schema_name}",
+            )
+        finally:
+            await admin.close()
+        assert killed >= 3  # pools and listeners of both clients
+        got = await _receive_retrying(client, "q")
+        assert got is not None and got.body == b"before"
+        await client.complete_message(got)
+        # the listener is back: a waiting receive hears another client's send
+        waiting = asyncio.create_task(client.receive_message("q", timeout=10))
+        await asyncio.sleep(0.5)
+        await other.send_message("q", qr.Message(b"after"))
+        later = await waiting
+        assert later is not None and later.body == b"after"

@@ -129,6 +129,10 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         await self._db.close()
 
     def _on_wake(self, queue: str) -> None:
+        """Waiters on ``queue`` look again (``""``: every waiter)."""
+        if not queue:
+            self._on_tick()
+            return
         self._wakes[queue] = self._wakes.get(queue, 0) + 1
         self._waiters.notify(queue)
 

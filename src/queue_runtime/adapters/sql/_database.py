@@ -14,7 +14,7 @@ from ._statements import Statements
 __all__ = ["Database", "WakeListener", "log"]
 
 T = TypeVar("T")
-#: Called with a queue name when its waiters should look again.
+#: Called with a queue name when its waiters should look again (``""``: every waiter).
 WakeListener = Callable[[str], None]
 
 #: One DEBUG record per transaction (operation and ids), never bodies or secrets.

@@ -131,25 +131,55 @@ class PostgresDatabase(Database):
         #: Connections whose commits do not wait for the WAL flush (receives, settlements).
         self._relaxed: Any = None
         self._listener: Any = None
+        self._relisten: asyncio.Task[None] | None = None
         self._on_wake: WakeListener | None = None
+        #: Names the client's connections in ``pg_stat_activity``.
+        self._application = f"queue-runtime {schema}"[:63]
 
     async def open(self, on_wake: WakeListener) -> None:
-        asyncpg = _asyncpg()
-        timeout = self._config.connect_timeout.total_seconds()
         try:
             self._pool = await self._create_pool({})
             async with self._pool.acquire() as connection:
                 await self._migrate(connection)
             self._relaxed = await self._create_pool({"synchronous_commit": "off"})
-            self._listener = await asyncpg.connect(self._dsn, timeout=timeout)
             self._on_wake = on_wake
-            await self._listener.add_listener(self._channel, self._heard)
+            await self._listen()
         except BaseException as exc:
             await self.close()
             if isinstance(exc, Exception):
                 raise translate(exc, self._where) from exc
             raise
         log.debug("opened %s", self._where)
+
+    async def _listen(self) -> None:
+        """Open the listening connection; when the server drops it, `_relisten` replaces it
+        (meanwhile waiters see others' commits by their pause)."""
+        listener = await _asyncpg().connect(
+            self._dsn,
+            timeout=self._config.connect_timeout.total_seconds(),
+            server_settings={"application_name": self._application},
+        )
+        await listener.add_listener(self._channel, self._heard)
+        listener.add_termination_listener(self._lost_listener)
+        self._listener = listener
+
+    def _lost_listener(self, connection: Any) -> None:
+        if self._listener is connection and self._on_wake is not None:
+            self._listener = None
+            log.debug("%s: listening connection lost, reconnecting", self._where)
+            self._relisten = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        pause = 0.1
+        while self._on_wake is not None and self._listener is None:
+            try:
+                await self._listen()
+            except Exception as exc:  # the server may still be down: try again later
+                log.debug("%s: reconnecting the listener failed: %s", self._where, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+            else:
+                self._on_wake("")  # commits may have been missed: every waiter looks again
 
     async def _create_pool(self, settings: dict[str, str]) -> Any:
         return await _asyncpg().create_pool(
@@ -159,7 +189,7 @@ class PostgresDatabase(Database):
             timeout=self._config.connect_timeout.total_seconds(),
             command_timeout=None,
             reset=_keep_session,
-            server_settings=settings,
+            server_settings={"application_name": self._application, **settings},
         )
 
     def _heard(self, connection: Any, pid: int, channel: str, payload: str) -> None:
@@ -182,6 +212,9 @@ class PostgresDatabase(Database):
 
     async def close(self) -> None:
         self._on_wake = None
+        if self._relisten is not None:
+            self._relisten.cancel()
+            self._relisten = None
         listener, self._listener = self._listener, None
         pools = [self._pool, self._relaxed]
         self._pool = self._relaxed = None
