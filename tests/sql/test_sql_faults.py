@@ -223,3 +223,20 @@ async def test_connections_the_server_drops_are_replaced(
         await other.send_message("q", qr.Message(b"after"))
         later = await waiting
         assert later is not None and later.body == b"after"
+
+
+async def test_a_writer_holding_the_lock_too_long_is_a_timeout(tmp_path: Path) -> None:
+    config = qr.SqliteConfig(path=str(tmp_path / "busy.db"), busy_timeout=0.2)
+    await _filled(config, [b"a"])
+    blocker = sqlite3.connect(config.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+    try:
+        async with SqliteQueueClient(config) as client:
+            with pytest.raises(qr.TimeoutError) as caught:
+                await client.send_message("q", qr.Message(b"b"))
+            assert caught.value.retryable and not caught.value.outcome_unknown
+            blocker.execute("ROLLBACK")
+            await client.send_message("q", qr.Message(b"c"))
+    finally:
+        blocker.close()
+    assert await _bodies(config) == [b"a", b"c"]

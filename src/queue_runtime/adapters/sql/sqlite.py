@@ -241,13 +241,18 @@ class SqliteDatabase(Database):
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
         create, read = version_statements(self._dialect)
+        where = f"sqlite database {self._path}"
+        try:  # a schema that is up to date needs no write lock (another writer may hold it)
+            row = connection.execute(read).fetchone()
+        except sqlite3.OperationalError:  # no version table yet
+            row = None
+        if row is not None and not migration_plan(self._dialect, int(row[0]), where):
+            return
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.execute(create)
             row = connection.execute(read).fetchone()
-            plan = migration_plan(
-                self._dialect, None if row is None else int(row[0]), f"sqlite database {self._path}"
-            )
+            plan = migration_plan(self._dialect, None if row is None else int(row[0]), where)
             for sql in plan:
                 connection.execute(sql)
             connection.execute("COMMIT")
@@ -255,7 +260,7 @@ class SqliteDatabase(Database):
             connection.execute("ROLLBACK")
             raise
         if plan:
-            log.debug("migrated sqlite database %s (%d statements)", self._path, len(plan))
+            log.debug("migrated %s (%d statements)", where, len(plan))
 
     async def run(self, op: Op[T], label: str, *, relaxed: bool = False) -> T:
         # every commit is already as durable as `synchronous` says: relaxed changes nothing
