@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Final, TypeVar
 
+from ..._logging import get_logger
 from ._rules import Op
 from ._statements import Statements
 
@@ -18,7 +19,7 @@ T = TypeVar("T")
 WakeListener = Callable[[str], None]
 
 #: One DEBUG record per transaction (operation and ids), never bodies or secrets.
-log: Final = logging.getLogger("queue_runtime.adapters.sql")
+log: Final[logging.Logger] = get_logger("adapters.sql")
 
 
 class Database(abc.ABC):
