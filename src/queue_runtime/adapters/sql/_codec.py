@@ -68,10 +68,11 @@ def _message(row: Sequence[Any]) -> Message:
     attributes = row[3]
     ttl = row[6]
     when = row[7]
+    body = row[2]
     return _new_tuple(
         Message,
         (
-            bytes(row[2]),
+            body if type(body) is bytes else bytes(body),
             row[5],
             NO_ATTRIBUTES if attributes is None else FrozenAttributes(json.loads(attributes)),
             row[4],
@@ -105,7 +106,10 @@ def received(
     """Delivered rows (`MESSAGE_COLUMNS`) as received messages, in sequence order."""
     ordered = sorted(rows, key=lambda row: row[0]) if len(rows) > 1 else rows
     return [
-        _delivered(row, Receipt(store, queue, row[1], queue_id, row[0], token, lease, row[5]))
+        _delivered(
+            row,
+            _new_tuple(Receipt, (store, queue, row[1], queue_id, row[0], token, lease, row[5])),
+        )
         for row in ordered
     ]
 
