@@ -27,7 +27,14 @@ from ._factory import create_client
 from ._logging import RedactingFilter
 from ._messages import Message, ReceivedMessage
 from ._names import MessageId, QueueName, SessionId
-from .config import AwsSqsConfig, AzureServiceBusConfig, InMemoryConfig, QueueConfig
+from .config import (
+    AwsSqsConfig,
+    AzureServiceBusConfig,
+    InMemoryConfig,
+    PostgresConfig,
+    QueueConfig,
+    SqliteConfig,
+)
 from .engine import QueueStatistics
 from .ports import QueueClient, SessionClient, Timeout
 from .runtime import (
@@ -60,6 +67,7 @@ __all__ = [
     "InMemoryConfig",
     "Lane",
     "ManualClock",
+    "PostgresConfig",
     "Message",
     "MessageContext",
     "MessageId",
@@ -84,6 +92,7 @@ __all__ = [
     "SessionId",
     "SessionLockLost",
     "SessionLocked",
+    "SqliteConfig",
     "SystemClock",
     "Timeout",
     "TimeoutError",
