@@ -27,9 +27,28 @@ from ._factory import create_client
 from ._logging import RedactingFilter
 from ._messages import Message, ReceivedMessage
 from ._names import MessageId, QueueName, SessionId
-from .config import AwsSqsConfig, AzureServiceBusConfig, InMemoryConfig, QueueConfig
+from .config import (
+    AwsSqsConfig,
+    AzureServiceBusConfig,
+    InMemoryConfig,
+    PostgresConfig,
+    QueueConfig,
+    SqliteConfig,
+)
 from .engine import QueueStatistics
 from .ports import QueueClient, SessionClient, Timeout
+from .runtime import (
+    CircuitBreaker,
+    Health,
+    Lane,
+    MessageContext,
+    Middleware,
+    PayloadError,
+    PermanentError,
+    Processor,
+    RateLimit,
+    RetryPolicy,
+)
 
 __version__ = "0.1.0"
 
@@ -39,15 +58,24 @@ __all__ = [
     "BatchSendError",
     "BatchSettleError",
     "Capabilities",
+    "CircuitBreaker",
     "ClientClosed",
     "Clock",
     "ConfigurationError",
     "ConnectionError",
+    "Health",
     "InMemoryConfig",
+    "Lane",
     "ManualClock",
+    "PostgresConfig",
     "Message",
+    "MessageContext",
     "MessageId",
     "MessageLockLost",
+    "Middleware",
+    "PayloadError",
+    "PermanentError",
+    "Processor",
     "ProviderError",
     "QueueAlreadyExists",
     "QueueClient",
@@ -56,12 +84,15 @@ __all__ = [
     "QueueName",
     "QueueNotFound",
     "QueueStatistics",
+    "RateLimit",
     "ReceivedMessage",
     "RedactingFilter",
+    "RetryPolicy",
     "SessionClient",
     "SessionId",
     "SessionLockLost",
     "SessionLocked",
+    "SqliteConfig",
     "SystemClock",
     "Timeout",
     "TimeoutError",

@@ -26,6 +26,8 @@ _ADAPTERS: dict[str, tuple[str, str, str | None]] = {
         "ServiceBusQueueClient",
         "azure",
     ),
+    "sqlite": ("queue_runtime.adapters.sql.sqlite", "SqliteQueueClient", None),
+    "postgresql": ("queue_runtime.adapters.sql.postgres", "PostgresQueueClient", "postgres"),
 }
 
 

@@ -20,7 +20,9 @@ __all__ = [
     "AwsSqsConfig",
     "AzureServiceBusConfig",
     "InMemoryConfig",
+    "PostgresConfig",
     "ProviderConfig",
+    "SqliteConfig",
     "QueueConfig",
     "URL_ENV_VAR",
 ]
@@ -81,6 +83,12 @@ class AwsSqsConfig(_Model):
     max_message_size: int = Field(default=_MIB, gt=0, le=_MIB)
     #: Threads for boto3 calls (the event loop never blocks on one).
     max_workers: int = Field(default=16, ge=1, le=256)
+    #: Seconds to wait for a connection to SQS, per attempt.
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    #: Seconds to wait for an answer, per attempt (a long poll waits this on top of its wait).
+    read_timeout: float = Field(default=10.0, gt=0, le=300)
+    #: Attempts per call, the first included (botocore's standard retry mode).
+    max_attempts: int = Field(default=3, ge=1, le=10)
 
     @pydantic.model_validator(mode="after")
     def _keys_together(self) -> Self:
@@ -150,8 +158,51 @@ class AzureServiceBusConfig(_Model):
         return self
 
 
+_SQL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,39}$"
+
+
+class SqliteConfig(_Model):
+    """A SQLite file (``sqlite:///path/to/queues.db``), created with its tables on first use.
+
+    ``synchronous="normal"`` (WAL) keeps committed messages through a process crash;
+    ``"full"`` also through a power loss, with an fsync per commit.
+    """
+
+    kind: Literal["sqlite"] = "sqlite"
+    path: str = Field(min_length=1)
+    #: Prefix of the adapter's tables (several applications may share one file).
+    table_prefix: str = Field(default="qr_", pattern=_SQL_NAME)
+    synchronous: Literal["normal", "full"] = "normal"
+    #: How long a transaction waits for another connection's write lock.
+    busy_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    #: Caps the file at this many pages (``PRAGMA max_page_count``); unset: no cap.
+    max_page_count: int | None = Field(default=None, gt=0)
+    max_message_size: int = Field(default=_MIB, gt=0, le=256 * _MIB)
+
+
+class PostgresConfig(_Model):
+    """A PostgreSQL database (``postgresql://user@host/db``); the adapter keeps its tables in
+    its own schema, created and migrated on first use."""
+
+    kind: Literal["postgresql"] = "postgresql"
+    #: A libpq connection URL; may carry a password, so it is secret.
+    dsn: SecretStr
+    schema_name: str = Field(default="queue_runtime", pattern=_SQL_NAME)
+    min_pool_size: int = Field(default=1, ge=0, le=100)
+    max_pool_size: int = Field(default=10, ge=1, le=100)
+    connect_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    max_message_size: int = Field(default=_MIB, gt=0, le=256 * _MIB)
+
+    @pydantic.model_validator(mode="after")
+    def _pool_sizes(self) -> Self:
+        if self.min_pool_size > self.max_pool_size:
+            raise ValueError("min_pool_size must not exceed max_pool_size")
+        return self
+
+
 ProviderConfig = Annotated[
-    InMemoryConfig | AwsSqsConfig | AzureServiceBusConfig, Field(discriminator="kind")
+    InMemoryConfig | AwsSqsConfig | AzureServiceBusConfig | SqliteConfig | PostgresConfig,
+    Field(discriminator="kind"),
 ]
 
 
@@ -164,7 +215,8 @@ class QueueConfig(_Model):
 
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> QueueConfig:
-        """Parse ``memory://``, ``sqs://?region=..``, ``azure-servicebus://[namespace]``."""
+        """Parse ``memory://``, ``sqs://?region=..``, ``azure-servicebus://[namespace]``,
+        ``sqlite:///path/to/queues.db``, ``postgresql://user@host/db``."""
         return cls(provider=_provider_from_url(url), **settings)
 
     @classmethod
@@ -183,7 +235,12 @@ class QueueConfig(_Model):
         return cls.from_url(env.get(URL_ENV_VAR) or "memory://", **settings)
 
 
-def _provider_from_url(url: str) -> InMemoryConfig | AwsSqsConfig | AzureServiceBusConfig:
+_PostgresOptions = frozenset(PostgresConfig.model_fields) - {"kind", "dsn"}
+
+
+def _provider_from_url(
+    url: str,
+) -> InMemoryConfig | AwsSqsConfig | AzureServiceBusConfig | SqliteConfig | PostgresConfig:
     if not isinstance(url, str):
         raise ConfigurationError(
             f"expected a URL string or a QueueConfig, not {type(url).__name__}"
@@ -215,9 +272,23 @@ def _provider_from_url(url: str) -> InMemoryConfig | AwsSqsConfig | AzureService
                 "or a namespace: azure-servicebus://<namespace>.servicebus.windows.net"
             )
         return AzureServiceBusConfig.model_validate({"connection_string": conn, **query})
-    if scheme in {"sqlite", "postgresql", "postgres"}:
-        raise ConfigurationError(f"the {scheme} adapter is not available in this version")
+    if scheme == "sqlite":
+        # sqlite:///abs/path.db (absolute), sqlite://relative.db (relative to the cwd)
+        path = parts.netloc + parts.path
+        if not path:
+            raise ConfigurationError("sqlite:// needs a file: sqlite:///path/to/queues.db")
+        return SqliteConfig.model_validate({"path": path, **query})
+    if scheme in {"postgresql", "postgres"}:
+        ours = {key: value for key, value in query.items() if key in _PostgresOptions}
+        rest = "&".join(
+            f"{key}={value}"
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+            if key not in _PostgresOptions
+        )
+        dsn = parts._replace(scheme="postgresql", query=rest).geturl()
+        return PostgresConfig.model_validate({"dsn": dsn, **ours})
     shown = f"{parts.scheme}://" if parts.scheme else "(no scheme)"
     raise ConfigurationError(
-        f"unknown queue URL scheme {shown}: use memory://, sqs:// or azure-servicebus://"
+        f"unknown queue URL scheme {shown}: use memory://, sqs://, azure-servicebus://, "
+        "sqlite:// or postgresql://"
     )

@@ -27,6 +27,7 @@ from ._errors import BatchSettleError, QueueError, UnsupportedOperation
 from ._messages import Message, ReceivedMessage
 from ._names import MessageId, QueueName
 from .engine import QueueStatistics
+from .telemetry import instrument_client_class
 
 __all__ = ["QueueClient", "SessionClient", "Timeout"]
 
@@ -47,6 +48,11 @@ class SessionClient(abc.ABC):
     messages are settled only through this object. ``timeout=None`` waits the client's
     configured ``default_timeout`` (30 seconds unless set); ``0`` does not wait.
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # spans, metrics and trace-context injection for every adapter (queue_runtime.telemetry)
+        super().__init_subclass__(**kwargs)
+        instrument_client_class(cls)
 
     @property
     @abc.abstractmethod
@@ -182,6 +188,11 @@ class QueueClient(abc.ABC):
     Every ``timeout`` takes seconds or a `timedelta`: ``0`` means do not wait, ``None`` (the
     default) the client's configured ``default_timeout`` (30 seconds unless set).
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # spans, metrics and trace-context injection for every adapter (queue_runtime.telemetry)
+        super().__init_subclass__(**kwargs)
+        instrument_client_class(cls)
 
     @property
     @abc.abstractmethod

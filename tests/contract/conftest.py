@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from queue_runtime import ManualClock, PostgresConfig, QueueClient
 from queue_runtime.testing import ContractTarget, memory_target
+
+#: The machine's own server (trust auth); ``QUEUE_RUNTIME_TEST_POSTGRES_URL`` overrides it.
+DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 TargetFactory = Callable[[pytest.FixtureRequest], ContractTarget]
 
@@ -104,11 +109,81 @@ def _azure_namespace(request: pytest.FixtureRequest) -> ContractTarget:
     )
 
 
+def _sqlite(request: pytest.FixtureRequest) -> ContractTarget:
+    """The SQLite adapter on a file in the test's temporary directory, on a manual clock."""
+    from queue_runtime import SqliteConfig
+    from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
+
+    path = request.getfixturevalue("tmp_path") / "queues.db"
+    config = SqliteConfig(path=str(path))
+    return _manual_clock_target(
+        "sqlite", lambda clock: SqliteQueueClient(config, clock=clock, default_timeout=5)
+    )
+
+
+def _sqlite_realtime(request: pytest.FixtureRequest) -> ContractTarget:
+    """The SQLite adapter on the system clock with one-second locks: real waits and polls."""
+    from queue_runtime import SqliteConfig
+    from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
+
+    config = SqliteConfig(path=str(request.getfixturevalue("tmp_path") / "queues.db"))
+    return ContractTarget(
+        name="sqlite-realtime",
+        make_client=lambda: SqliteQueueClient(config, default_timeout=5),
+        advance=asyncio.sleep,
+        short_lock=timedelta(seconds=1),
+        receive_timeout=2.0,
+        quiet_timeout=0.05,
+    )
+
+
+def _postgresql(request: pytest.FixtureRequest) -> ContractTarget:
+    """The PostgreSQL adapter in a schema of its own on the machine's server, manual clock."""
+    from queue_runtime.adapters.sql.postgres import PostgresQueueClient
+
+    config = request.getfixturevalue("postgres_config")
+    return _manual_clock_target(
+        "postgresql", lambda clock: PostgresQueueClient(config, clock=clock, default_timeout=5)
+    )
+
+
+def _manual_clock_target(name: str, make: Callable[[ManualClock], QueueClient]) -> ContractTarget:
+    """Clients sharing one manual clock: lock expiry is tested without sleeping."""
+    clock = ManualClock()
+
+    async def advance(seconds: float) -> None:
+        clock.advance(seconds)
+        await asyncio.sleep(0)
+
+    return ContractTarget(
+        name=name,
+        make_client=lambda: make(clock),
+        advance=advance,
+        short_lock=timedelta(seconds=30),
+        receive_timeout=2.0,
+        quiet_timeout=0.05,
+    )
+
+
+@pytest.fixture
+def postgres_config() -> Iterator[PostgresConfig]:
+    """A schema of its own on the test server (``QUEUE_RUNTIME_TEST_POSTGRES_URL``, else the
+    machine's PostgreSQL), dropped after the test."""
+    postgres = pytest.importorskip("queue_runtime.adapters.sql.postgres")
+    url = os.environ.get("QUEUE_RUNTIME_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
+    config = PostgresConfig(dsn=url, schema_name=f"qr_test_{secrets.token_hex(4)}")
+    yield config
+    asyncio.run(postgres.drop_schema(config))
+
+
 #: name -> factory of the target; each becomes a parametrization of ``contract_target``.
 TARGET_FACTORIES: dict[str, TargetFactory] = {
     "memory": _memory,
     "memory-realtime": _memory_realtime,
     "sqs": _sqs,
+    "sqlite": _sqlite,
+    "sqlite-realtime": _sqlite_realtime,
+    "postgresql": _postgresql,
     "azure": _azure,
     "azure-namespace": _azure_namespace,
 }

@@ -9,15 +9,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from sqs_helpers import KEYS, REGION
 
 import queue_runtime as qr
 
 pytest.importorskip("boto3")
 
 from queue_runtime.adapters.sqs import SqsQueueClient
-
-REGION = "us-east-1"
-KEYS = {"access_key_id": "testing", "secret_access_key": "testing"}
 
 
 @pytest.fixture

@@ -64,7 +64,9 @@ def count_requests(client: SqsQueueClient, operation: str) -> list[int]:
     def before_call(params: dict[str, Any], **_: Any) -> None:
         seen.append(len(params.get("Entries", [None])))
 
-    client._sqs.meta.events.register(f"before-parameter-build.sqs.{operation}", before_call)
+    client._connection.sqs.meta.events.register(
+        f"before-parameter-build.sqs.{operation}", before_call
+    )
     return seen
 
 
@@ -111,7 +113,7 @@ async def test_a_partial_batch_failure_says_what_was_not_sent(
     client: SqsQueueClient, name: qr.QueueName, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await client.create_queue(name)
-    real_call = client._call
+    real_call = client._connection.call
     batches = 0
 
     async def flaky_call(operation: str, /, **params: Any) -> Any:
@@ -129,7 +131,7 @@ async def test_a_partial_batch_failure_says_what_was_not_sent(
         ]
         return response
 
-    monkeypatch.setattr(client, "_call", flaky_call)
+    monkeypatch.setattr(client._connection, "call", flaky_call)
     messages = [qr.Message(f"m{i}".encode()) for i in range(25)]
     with pytest.raises(qr.BatchSendError) as caught:
         await client.send_messages(name, messages)
@@ -156,7 +158,7 @@ async def test_a_failed_request_after_the_first_is_a_batch_send_error(
     client: SqsQueueClient, name: qr.QueueName, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await client.create_queue(name)
-    real_call = client._call
+    real_call = client._connection.call
     batches = 0
 
     async def dropping_call(operation: str, /, **params: Any) -> Any:
@@ -167,7 +169,7 @@ async def test_a_failed_request_after_the_first_is_a_batch_send_error(
                 raise qr.ConnectionError("the network went away")
         return await real_call(operation, **params)
 
-    monkeypatch.setattr(client, "_call", dropping_call)
+    monkeypatch.setattr(client._connection, "call", dropping_call)
     messages = [qr.Message(f"m{i}".encode()) for i in range(15)]
     with pytest.raises(qr.BatchSendError) as caught:
         await client.send_messages(name, messages)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqs_helpers import worst_case_message
 
 import queue_runtime as qr
 from queue_runtime.adapters.sqs._codec import (
@@ -18,6 +19,7 @@ from queue_runtime.adapters.sqs._codec import (
     Outgoing,
     decode,
     encode,
+    guaranteed_size,
     sqs_size,
     with_dead_letter,
 )
@@ -137,7 +139,31 @@ def test_more_than_ten_attributes_pack_into_one() -> None:
     attributes = {f"key {i} ✓": f"value {i}" for i in range(40)}
     outgoing = encode(qr.Message(b"x", attributes=attributes), fifo=False)
     assert len(outgoing.attributes) <= 10
-    assert json.loads(outgoing.attributes["qr-attributes"]["StringValue"]) == attributes
+    packed = outgoing.attributes["qr-attributes"]
+    assert packed["DataType"] == "Binary"
+    parts = packed["BinaryValue"].split(b"\xff")
+    assert dict(zip(parts[::2], parts[1::2], strict=True)) == {
+        k.encode(): v.encode() for k, v in attributes.items()
+    }
+
+
+def test_attributes_of_older_versions_still_decode() -> None:
+    outgoing = encode(qr.Message(b"x", message_id="old"), fifo=False)
+    outgoing.attributes["qr-attributes"] = {
+        "DataType": "String",
+        "StringValue": json.dumps({"k": "v", "é": "ü"}),
+    }
+    got = decode(as_received(outgoing), dead_letter_queue=False).message
+    assert dict(got.attributes or {}) == {"k": "v", "é": "ü"}
+
+
+@pytest.mark.parametrize("max_size", [1024, 4096, 65536, 256 * 1024, 1024 * 1024])
+def test_the_guaranteed_size_holds_for_the_costliest_messages(max_size: int) -> None:
+    size = guaranteed_size(max_size)
+    assert size > 0
+    for fifo in (False, True):
+        worst = worst_case_message(size, session_id="\N{GRINNING FACE} x" * 32)
+        assert encode(worst, fifo=fifo).size <= max_size
 
 
 # -- sizes ---------------------------------------------------------------------------------

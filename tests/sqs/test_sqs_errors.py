@@ -11,7 +11,7 @@ from botocore import exceptions as boto
 
 import queue_runtime as qr
 from queue_runtime.adapters.sqs import SqsQueueClient
-from queue_runtime.adapters.sqs._errors import ERROR_CODES, map_error, translate_errors
+from queue_runtime.adapters.sqs._errors import ERROR_CODES, entry_error, map_error, translate_errors
 
 
 def client_error(code: str, message: str = "", *, query_code: str = "", status: int = 400) -> Any:
@@ -141,3 +141,31 @@ async def test_an_unreachable_endpoint_is_a_retryable_connection_error() -> None
             await client.send_message("nowhere", qr.Message(b"x"))
     assert caught.value.retryable is True
     assert isinstance(caught.value.__cause__, boto.EndpointConnectionError)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "unknown"),
+    [
+        (boto.ReadTimeoutError(endpoint_url="http://x"), qr.TimeoutError, True),
+        (boto.ConnectionClosedError(endpoint_url="http://x"), qr.ConnectionError, True),
+        (boto.ConnectTimeoutError(endpoint_url="http://x"), qr.TimeoutError, False),
+        (boto.EndpointConnectionError(endpoint_url="http://x"), qr.ConnectionError, False),
+    ],
+)
+def test_a_lost_answer_is_an_unknown_outcome_and_a_refused_connection_is_not(
+    error: Exception, expected: type[qr.QueueError], unknown: bool
+) -> None:
+    mapped = map_error(error, "SendMessage")
+    assert isinstance(mapped, expected) and mapped.retryable
+    assert mapped.outcome_unknown is unknown
+    assert ("outcome unknown" in str(mapped)) is unknown
+
+
+def test_a_refused_batch_entry_maps_like_a_call() -> None:
+    lost = entry_error(
+        "DeleteMessageBatch",
+        {"Id": "0", "Code": "ReceiptHandleIsInvalid", "Message": "gone", "SenderFault": True},
+    )
+    assert isinstance(lost, qr.MessageLockLost)
+    busy = entry_error("DeleteMessageBatch", {"Id": "1", "Code": "Whatever", "SenderFault": False})
+    assert isinstance(busy, qr.ProviderError) and busy.retryable

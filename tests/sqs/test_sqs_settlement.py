@@ -149,8 +149,13 @@ async def test_complete_messages_deletes_in_batches(
     received: list[qr.ReceivedMessage] = []
     while len(received) < 12:
         received.extend(await client.receive_messages(name, timeout=5))
-    await client.complete_messages(received)
-    with pytest.raises(qr.MessageLockLost):
-        await client.complete_messages(received[:1])
+    await client.complete_messages(received[:1])
+    # a batch with a settled message: the others are completed, the settled one named
+    with pytest.raises(qr.BatchSettleError) as caught:
+        await client.complete_messages(received)
+    assert caught.value.settled == tuple(m.message_id for m in received[1:])
+    assert [mid for mid, _ in caught.value.failed] == [received[0].message_id]
+    assert isinstance(caught.value.failed[0][1], qr.MessageLockLost)
+    assert caught.value.unknown == ()
     assert await client.receive_message(name, timeout=0) is None
     await client.delete_queue(name)

@@ -43,7 +43,7 @@ def test_memory_url_settings() -> None:
         "memory://?max_message_size=-1",
         "sqs://somehost",
         "sqs://?regoin=us-east-1",
-        "sqlite:///tmp/q.db",
+        "sqlite://",
         "",
     ],
 )

@@ -6,14 +6,19 @@ Encoding (all our own attributes are under reserved ``qr-`` names):
   travel raw in a ``Binary`` attribute ``qr-body`` (the SQS body is then ``"."``). No base64
   inflation, and every byte value round-trips.
 - **Message id**: ``qr-id`` (also the deduplication id on FIFO queues).
-- **Attributes**: one JSON object in ``qr-attributes``, so any number of them, with any
-  Unicode keys and values, fits SQS's limit of 10 message attributes with ASCII names.
+- **Attributes**: one ``Binary`` attribute ``qr-attributes``: the UTF-8 keys and values joined
+  by byte 0xFF (which UTF-8 never contains), so any number of them, with any Unicode keys and
+  values, fits SQS's limit of 10 message attributes, at 2 bytes per attribute and no escaping.
+  (Messages of older versions carry a JSON object in a ``String`` ``qr-attributes``; they
+  still decode.)
 - **Metadata**: ``qr-meta``, a JSON object with whichever of correlation id, session id (on
   standard queues, or when the group id is a hash), time to live and dead-letter reason and
   description the message has.
 
 SQS counts a message's size as its body plus, per attribute, the UTF-8 bytes of its name, its
-type and its value; `sqs_size` counts exactly that.
+type and its value; `sqs_size` counts exactly that, and `guaranteed_size` is the largest size
+by the contract's rule (body + attribute keys and values + correlation id) whose encoding
+always fits: ``capabilities.max_message_size``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ._naming import group_id
 
 __all__ = [
     "ATTRIBUTES_ATTRIBUTE",
+    "ATTRIBUTE_SEPARATOR",
     "BINARY_BODY",
     "BODY_ATTRIBUTE",
     "ID_ATTRIBUTE",
@@ -42,6 +48,7 @@ __all__ = [
     "SqsAttribute",
     "decode",
     "encode",
+    "guaranteed_size",
     "sqs_size",
     "with_dead_letter",
 ]
@@ -53,11 +60,25 @@ META_ATTRIBUTE: Final = "qr-meta"
 #: The SQS body of a message whose real body travels in ``qr-body``.
 BINARY_BODY: Final = "."
 #: The most the adapter adds to a message with only a body: the ``qr-body`` attribute with
-#: its placeholder body, and ``qr-id`` with a 128-character id. ``capabilities``
-#: advertises ``max_message_size`` minus this, so any body up to that size is accepted.
+#: its placeholder body, and ``qr-id`` with a 128-character id.
 METADATA_RESERVE: Final = (
     len(BINARY_BODY) + len(BODY_ATTRIBUTE) + len("Binary") + len(ID_ATTRIBUTE) + len("String") + 128
 )
+#: Separates keys and values in ``qr-attributes`` (a byte UTF-8 never contains).
+ATTRIBUTE_SEPARATOR: Final = b"\xff"
+#: The most ``qr-meta`` adds besides the correlation id's characters: its name and type, the
+#: JSON keys, a hashed session id's 128 characters of up to 4 bytes, a TTL of 20 digits.
+_META_RESERVE: Final = (
+    len(META_ATTRIBUTE)
+    + len("String")
+    + len('{"correlation_id":"","session_id":"","ttl_us":}')
+    + 128 * 4
+    + 20
+)
+#: What one counted byte can cost at most once encoded, cheapest last (see `guaranteed_size`):
+#: correlation id characters (4 UTF-8 bytes), bytes of the 128 one-byte attribute keys (key
+#: and two separators), of the 18,304 two-byte keys (2 bytes per byte), then any key (5/3).
+_WORST_COSTS: Final = ((128, 4.0), (128, 3.0), (2 * 18_304, 2.0), (None, 5 / 3))
 #: Description of a message that SQS's redrive policy moved (it carries no reason of ours).
 REDRIVE_DESCRIPTION: Final = "moved by the queue's redrive policy after max_delivery_count receives"
 
@@ -105,7 +126,14 @@ def encode(message: Message, *, fifo: bool) -> Outgoing:
         body = BINARY_BODY
         attributes[BODY_ATTRIBUTE] = {"DataType": "Binary", "BinaryValue": message.body}
     if message.attributes:
-        attributes[ATTRIBUTES_ATTRIBUTE] = _json_attribute(dict(message.attributes))
+        attributes[ATTRIBUTES_ATTRIBUTE] = {
+            "DataType": "Binary",
+            "BinaryValue": ATTRIBUTE_SEPARATOR.join(
+                part.encode("utf-8", "surrogatepass")
+                for pair in message.attributes.items()
+                for part in pair
+            ),
+        }
     meta: dict[str, object] = {}
     if message.correlation_id is not None:
         meta["correlation_id"] = message.correlation_id
@@ -178,9 +206,7 @@ def decode(raw: Mapping[str, Any], *, dead_letter_queue: bool) -> Incoming:
     if not isinstance(session_id, str):
         session_id = group
     if ATTRIBUTES_ATTRIBUTE in raw_attributes:
-        attributes = _read_json(raw_attributes[ATTRIBUTES_ATTRIBUTE])
-        if not isinstance(attributes, dict):
-            attributes = {}
+        attributes = _read_attributes(raw_attributes[ATTRIBUTES_ATTRIBUTE])
     elif id_attribute is None:
         attributes = _foreign_attributes(raw_attributes)
     else:
@@ -227,6 +253,41 @@ def sqs_size(body: str, attributes: Mapping[str, SqsAttribute]) -> int:
         else:
             size += len(value["StringValue"].encode("utf-8", "surrogatepass"))
     return size
+
+
+def guaranteed_size(max_size: int) -> int:
+    """The largest message size by the contract's rule (body + UTF-8 attribute keys and
+    values + correlation id characters) whose SQS encoding always fits in ``max_size``.
+
+    The worst case spends the budget where a counted byte costs most once encoded (correlation
+    id characters, then many small attributes: 2 separator bytes each, and keys are distinct,
+    so only 128 take one byte and 18,304 two), on top of the fixed metadata (``qr-id``, the
+    ``qr-body`` placeholder, ``qr-meta`` with a hashed session id, the attribute's name).
+    """
+    fixed = METADATA_RESERVE + len(ATTRIBUTES_ATTRIBUTE) + len("Binary") + _META_RESERVE
+    room = max_size - fixed
+    size = 0
+    for count, cost in _WORST_COSTS:
+        if count is None or room < count * cost:
+            return size + max(0, int(room // cost))
+        size += count
+        room -= int(count * cost)
+    raise AssertionError("unreachable: the last cost has no count")
+
+
+def _read_attributes(attribute: SqsAttribute) -> dict[str, str]:
+    """``qr-attributes``: separator-joined UTF-8 (Binary), or JSON of older versions."""
+    if attribute.get("DataType") != "Binary":
+        attributes = _read_json(attribute)
+        return attributes if isinstance(attributes, dict) else {}
+    parts = bytes(attribute.get("BinaryValue") or b"").split(ATTRIBUTE_SEPARATOR)
+    if len(parts) % 2:
+        return {}
+    try:
+        texts = [part.decode("utf-8", "surrogatepass") for part in parts]
+    except UnicodeDecodeError:
+        return {}
+    return dict(zip(texts[::2], texts[1::2], strict=True))
 
 
 def _text_body(body: bytes) -> str | None:

@@ -9,9 +9,10 @@ both are in the table. A test checks that every error shape of botocore's SQS mo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 from botocore import exceptions as boto
 
@@ -28,7 +29,7 @@ from ..._errors import (
     ValidationError,
 )
 
-__all__ = ["ERROR_CODES", "map_error", "translate_errors"]
+__all__ = ["ERROR_CODES", "entry_error", "map_error", "translate_errors", "unknown_outcome"]
 
 _Mapping = tuple[type[QueueError], bool | None]
 
@@ -177,10 +178,34 @@ def map_error(exc: Exception, operation: str) -> QueueError:
     """
     if isinstance(exc, boto.ClientError):
         return _client_error(exc, operation)
+    # a request that may have reached SQS and whose answer never came (read timeout,
+    # connection closed mid-request): SQS may have done it
+    unknown = isinstance(exc, boto.HTTPClientError)
+    suffix = " (outcome unknown: SQS may have done it)" if unknown else ""
     for kind, (cls, retryable) in _BOTOCORE_ERRORS:
         if isinstance(exc, kind):
-            return cls(f"SQS {operation}: {exc}", retryable=retryable)
+            message = f"SQS {operation}: {exc}{suffix}"
+            return cls(message, retryable=retryable, outcome_unknown=unknown)
     return ProviderError(f"SQS {operation}: {type(exc).__name__}: {exc}")
+
+
+def unknown_outcome(exc: BaseException) -> bool:
+    """Whether a call that raised ``exc`` may still have taken effect in SQS: cancelled while
+    it ran, or its answer was lost."""
+    return isinstance(exc, asyncio.CancelledError) or (
+        isinstance(exc, QueueError) and exc.outcome_unknown
+    )
+
+
+def entry_error(operation: str, entry: Mapping[str, Any]) -> QueueError:
+    """Our error for one ``Failed`` entry of an SQS batch answer (SQS refused that entry)."""
+    code = str(entry.get("Code") or "")
+    text = str(entry.get("Message") or "")
+    message = f"SQS {operation}: {code or 'error'}: {text}".rstrip(": ")
+    cls, retryable = ERROR_CODES.get(code) or (ProviderError, not entry.get("SenderFault", True))
+    if cls is ValidationError and operation in _SETTLING and "receipt" in text.lower():
+        return MessageLockLost(message)
+    return cls(message, retryable=retryable)
 
 
 def code_mapping(code: str) -> _Mapping | None:

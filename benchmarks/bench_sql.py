@@ -1,0 +1,245 @@
+"""Throughput of the SQL adapters against other SQL-backed queues, measured in one run.
+
+    python benchmarks/bench_sql.py [--messages 20000] [--dir DIR] [--postgres URL] [--skip-pg]
+
+SQLite (same directory, same disk): put N small messages, then get + ack them, with
+`litequeue` and `persist-queue` (``SQLiteAckQueue``) as baselines, against the adapter one
+message at a time and in batches of 100 (``send_messages``, ``receive_messages`` +
+``complete_messages``). Every figure is durable against a crash of the process (WAL with
+``synchronous=NORMAL`` for litequeue and the adapter; persist-queue's default is ``FULL``).
+Targets: one at a time >= 10x the faster baseline, batches of 100 >= 50x.
+
+PostgreSQL (same database): enqueue N, then dequeue + ack with 4 concurrent consumers, with
+`pgqueuer` as the baseline (4 QueueManagers, batch size 10) against the adapter (4 clients,
+batches of 10). Target: >= 1x pgqueuer. Baselines come from the ``bench`` extra
+(``pip install -e '.[bench]'``). Figures are messages per second; a missed target prints MISS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import queue_runtime as qr
+
+BODY = b'{"action":"opened","number":42}'
+TEXT = BODY.decode()
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def timed(function: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+async def timed_async(function: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await function()
+    return time.perf_counter() - started
+
+
+# -- SQLite baselines --------------------------------------------------------------------------
+
+
+def litequeue_run(directory: Path, n: int) -> float:
+    from litequeue import LiteQueue
+
+    queue = LiteQueue(str(directory / "litequeue.db"))
+
+    def run() -> None:
+        for _ in range(n):
+            queue.put(TEXT)
+        for _ in range(n):
+            message = queue.pop()
+            assert message is not None
+            queue.done(message.message_id)
+
+    return n / timed(run)
+
+
+def persist_queue_run(directory: Path, n: int) -> float:
+    import persistqueue
+
+    queue = persistqueue.SQLiteAckQueue(str(directory / "persist-queue"), multithreading=True)
+
+    def run() -> None:
+        for _ in range(n):
+            queue.put(TEXT)
+        for _ in range(n):
+            queue.ack(queue.get())
+
+    return n / timed(run)
+
+
+# -- the SQLite adapter ------------------------------------------------------------------------
+
+
+async def adapter_run(url: str, n: int, batch: int) -> float:
+    async with qr.create_client(url) as client:
+        queue = qr.QueueName(f"bench-{batch}")
+        await client.create_queue(queue)
+
+        async def run() -> None:
+            if batch == 1:
+                for _ in range(n):
+                    await client.send_message(queue, qr.Message(BODY))
+                for _ in range(n):
+                    message = await client.receive_message(queue, timeout=0)
+                    assert message is not None
+                    await client.complete_message(message)
+                return
+            for _ in range(n // batch):
+                await client.send_messages(queue, [qr.Message(BODY) for _ in range(batch)])
+            done = 0
+            while done < n:
+                got = await client.receive_messages(queue, max_messages=batch, timeout=0)
+                assert got
+                await client.complete_messages(got)
+                done += len(got)
+
+        return n / await timed_async(run)
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+async def pgqueuer_run(dsn: str, n: int, consumers: int) -> float:
+    schema = f"bench_pgqueuer_{secrets.token_hex(3)}"
+    os.environ["PGQUEUER_SCHEMA"] = schema
+    import asyncpg
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.domain.settings import db_settings
+    from pgqueuer.models import Job
+    from pgqueuer.qm import QueueManager
+    from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    db_settings.cache_clear()  # type: ignore[attr-defined]
+    admin = await asyncpg.connect(dsn)
+    try:
+        await Queries(AsyncpgDriver(admin)).install(create_schema=True)
+        connections = [await asyncpg.connect(dsn) for _ in range(consumers)]
+        done = 0
+
+        async def run() -> None:
+            nonlocal done
+            queries = Queries(AsyncpgDriver(admin))
+            for start in range(0, n, 100):
+                count = min(100, n - start)
+                await queries.enqueue(["bench"] * count, [BODY] * count, [0] * count)
+            managers = []
+            for connection in connections:
+                manager = QueueManager(Queries(AsyncpgDriver(connection)))
+
+                @manager.entrypoint("bench")
+                async def handle(job: Job) -> None:
+                    nonlocal done
+                    done += 1
+
+                managers.append(manager)
+            await asyncio.gather(
+                *(m.run(mode=QueueExecutionMode.drain, batch_size=10) for m in managers)
+            )
+
+        elapsed = await timed_async(run)
+        assert done == n, f"pgqueuer handled {done} of {n}"
+        for connection in connections:
+            await connection.close()
+        return n / elapsed
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
+async def adapter_pg_run(dsn: str, n: int, consumers: int) -> float:
+    from queue_runtime.adapters.sql.postgres import drop_schema
+
+    schema = f"bench_qr_{secrets.token_hex(3)}"
+    config = qr.QueueConfig(provider=qr.PostgresConfig(dsn=dsn, schema_name=schema))
+    clients = [qr.create_client(config) for _ in range(consumers)]
+    try:
+        for client in clients:
+            await client.open()
+        queue = qr.QueueName("bench")
+        await clients[0].create_queue(queue)
+        done = 0
+
+        async def consume(client: qr.QueueClient) -> None:
+            nonlocal done
+            while got := await client.receive_messages(queue, max_messages=10, timeout=0):
+                await client.complete_messages(got)
+                done += len(got)
+
+        async def run() -> None:
+            for start in range(0, n, 100):
+                count = min(100, n - start)
+                await clients[0].send_messages(queue, [qr.Message(BODY) for _ in range(count)])
+            await asyncio.gather(*(consume(c) for c in clients))
+
+        elapsed = await timed_async(run)
+        assert done == n, f"the adapter handled {done} of {n}"
+        return n / elapsed
+    finally:
+        for client in clients:
+            await client.aclose()
+        assert isinstance(config.provider, qr.PostgresConfig)
+        await drop_schema(config.provider)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def report(name: str, figure: float, baseline: float, target: float) -> bool:
+    ratio = figure / baseline
+    verdict = "ok" if ratio >= target else "MISS"
+    print(f"  {name:<34} {figure:>10,.0f} msg/s  {ratio:6.2f}x  (target >= {target:g}x) {verdict}")
+    return ratio >= target
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--dir", help="where the SQLite files go (default: a temporary dir)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("QUEUE_RUNTIME_TEST_POSTGRES_URL", DEFAULT_POSTGRES),
+    )
+    parser.add_argument("--skip-pg", action="store_true")
+    args = parser.parse_args()
+    n = args.messages
+    directory = Path(tempfile.mkdtemp(prefix="bench-sql-", dir=args.dir))
+    met = True
+    try:
+        print(f"SQLite, {n:,} messages: put all, then get + ack all ({directory})")
+        lite = litequeue_run(directory, n)
+        persist = persist_queue_run(directory, n)
+        print(f"  {'litequeue':<34} {lite:>10,.0f} msg/s")
+        print(f"  {'persist-queue SQLiteAckQueue':<34} {persist:>10,.0f} msg/s")
+        baseline = max(lite, persist)
+        url = f"sqlite://{directory / 'queue-runtime.db'}"
+        single = await adapter_run(url, n, 1)
+        batched = await adapter_run(url, n, 100)
+        met &= report("queue-runtime sqlite, one at a time", single, baseline, 10)
+        met &= report("queue-runtime sqlite, batches of 100", batched, baseline, 50)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    if not args.skip_pg:
+        print(f"PostgreSQL, {n:,} messages: enqueue all, then dequeue + ack, 4 consumers")
+        pgq = await pgqueuer_run(args.postgres, n, 4)
+        print(f"  {'pgqueuer':<34} {pgq:>10,.0f} msg/s")
+        ours = await adapter_pg_run(args.postgres, n, 4)
+        met &= report("queue-runtime postgresql", ours, pgq, 1)
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,592 @@
+"""The SQL adapter's `QueueClient` and `SessionClient`, the same for every dialect.
+
+It validates arguments at the edge (the shared `_arguments` checks), reads the clock, runs the
+operations of `_rules` through a `Database`, and waits for messages without busy polling:
+it parks on wake-ups (this process's commits; PostgreSQL's ``NOTIFY`` from others) and looks
+again after a short pause that doubles up to the database's longest, for what no wake-up
+announces (locks and schedules falling due; another process's commit on SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Final, TypeVar
+
+from ..._arguments import (
+    check_dead_letter_reason,
+    check_max_messages,
+    check_sequence_number,
+    message_sequence,
+    queue_definition,
+    queue_name,
+    received_sequence,
+    timeout_seconds,
+)
+from ..._capabilities import Capabilities
+from ..._clock import Clock, ManualClock, SystemClock, to_datetime, to_seconds
+from ..._errors import QueueError, QueueNotFound, SessionLockLost, ValidationError
+from ..._lifecycle import ClientLifecycle
+from ..._messages import Message, ReceivedMessage
+from ..._names import DEAD_LETTER_SUFFIX, MessageId, QueueName, SessionId
+from ..._waiting import Waiters
+from ...engine import QueueStatistics
+from ...ports import (
+    DEFAULT_LOCK_DURATION,
+    DEFAULT_MAX_DELIVERY_COUNT,
+    QueueClient,
+    SessionClient,
+    Timeout,
+    batch_settle_error,
+)
+from . import _rules as rules
+from ._codec import Receipt, peeked, received
+from ._database import Database, log
+from ._statements import Statements
+
+__all__ = ["SqlQueueClient", "SqlSessionClient"]
+
+R = TypeVar("R")
+_DEFAULT_TIMEOUT: Final = 30.0
+#: Seconds between sweeps (dead-lettering spent and expired messages) of a busy queue.
+SWEEP_INTERVAL: Final = 1.0
+
+
+class SqlQueueClient(ClientLifecycle, QueueClient):
+    """Queues in a SQL database: durable, and shared by every process that opens it.
+
+    ``clock`` decides when locks, TTLs and schedules fall due (a `ManualClock` lets tests
+    skip time); every process sharing a database must read the same time.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        max_message_size: int,
+        clock: Clock | None = None,
+        default_timeout: float | timedelta = _DEFAULT_TIMEOUT,
+    ) -> None:
+        self._db = database
+        self._st = database.statements
+        self._clock = clock or SystemClock()
+        self._default_timeout = to_seconds(default_timeout)
+        self._max_size = max_message_size
+        self._capabilities = Capabilities(
+            durable=True,
+            exclusive_sessions_across_processes=True,
+            max_message_size=max_message_size,
+        )
+        self._waiters = Waiters()
+        #: Wake-ups seen per queue, and clock ticks: a waiter that saw one while it looked
+        #: looks again at once instead of parking.
+        self._wakes: dict[str, int] = {}
+        self._ticks = 0
+        self._random = random.Random()
+        self._sessions: set[SqlSessionClient] = set()
+        #: Queues as last read (their settings never change while their id lives), and when
+        #: each was last swept (loop time): a receive sweeps at most every SWEEP_INTERVAL
+        #: unless it finds nothing.
+        self._queues: dict[str, rules.QueueRow] = {}
+        self._swept: dict[str, float] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(store={self._db.key!r}, state={self._state!r})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    async def open(self) -> None:
+        if not self._needs_open():
+            return
+        await self._db.open(self._on_wake)
+        if isinstance(self._clock, ManualClock):
+            self._unsubscribe = self._clock.subscribe(self._on_tick)
+        self._state = "open"
+
+    async def aclose(self) -> None:
+        if self._state != "open":
+            self._state = "closed"
+            return
+        for session in list(self._sessions):
+            try:
+                await session.close()
+            except QueueError as exc:  # its lease lapses by itself; the client still closes
+                log.debug("could not release session %s: %s", session.session_id, exc)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._state = "closed"
+        self._waiters.notify_all()
+        await self._db.close()
+
+    def _on_wake(self, queue: str) -> None:
+        """Waiters on ``queue`` look again (``""``: every waiter)."""
+        if not queue:
+            self._on_tick()
+            return
+        self._wakes[queue] = self._wakes.get(queue, 0) + 1
+        self._waiters.notify(queue)
+
+    def _on_tick(self) -> None:
+        self._ticks += 1
+        self._waiters.notify_all()
+
+    def _generation(self, queue: str) -> int:
+        return self._wakes.get(queue, 0) + self._ticks
+
+    def _token(self) -> int:
+        return self._random.getrandbits(62) + 1
+
+    async def _run(self, op: rules.Op[R], label: str, *, relaxed: bool = False) -> R:
+        """Run ``op`` in one transaction; ``relaxed`` for receiving and settling, whose loss
+        in a crash of the database server means a delivery again (see `Database.run`)."""
+        if self._state != "open":
+            self._check_open()
+        return await self._db.run(op, label, relaxed=relaxed)
+
+    def _known(self, name: str) -> tuple[rules.QueueRow | None, bool]:
+        """The queue as last read, and whether it is due for a sweep."""
+        swept = self._swept.get(name, 0.0)
+        return self._queues.get(name), asyncio.get_running_loop().time() - swept > SWEEP_INTERVAL
+
+    def _remember(self, queue: rules.QueueRow, swept: bool) -> None:
+        self._queues[queue.name] = queue
+        if swept:
+            self._swept[queue.name] = asyncio.get_running_loop().time()
+
+    async def _run_on(self, name: str, op: rules.Op[R], label: str) -> R:
+        """`_run` (relaxed) for a receive on queue ``name``: forgets the queue if it is gone."""
+        try:
+            return await self._run(op, label, relaxed=True)
+        except QueueNotFound:
+            self._queues.pop(name, None)
+            raise
+
+    async def _until(
+        self,
+        queue: str,
+        wait: float,
+        attempt: Callable[[], Awaitable[R]],
+        limit: Callable[[], float] | None = None,
+    ) -> R:
+        """``attempt()`` until it returns something truthy or ``wait`` seconds pass.
+
+        Between attempts it parks until a wake-up for ``queue`` or a pause that doubles up to
+        the database's longest; ``limit()`` (clock time, read at each pause) wakes it at the
+        latest then.
+        """
+        generation = self._generation(queue)
+        result = await attempt()
+        if result or wait <= 0:
+            return result
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        pause, longest = self._db.poll_interval
+        while not result:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            if generation == self._generation(queue):  # nothing announced while we looked
+                park = min(remaining, pause)
+                if limit is not None:
+                    park = max(0.0, min(park, limit() - self._clock.now()))
+                await self._waiters.wait(queue, park)
+                pause = min(pause * 2, longest)
+            generation = self._generation(queue)
+            self._check_open()
+            result = await attempt()
+        return result
+
+    # -- administration ------------------------------------------------------------------
+
+    async def create_queue(
+        self,
+        queue: QueueName | str,
+        *,
+        requires_session: bool = False,
+        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
+        lock_duration: float | timedelta = DEFAULT_LOCK_DURATION,
+        default_message_ttl: float | timedelta | None = None,
+        dead_letter_on_expiration: bool = False,
+    ) -> None:
+        self._check_open()
+        name, settings = queue_definition(
+            queue,
+            requires_session=requires_session,
+            max_delivery_count=max_delivery_count,
+            lock_duration=lock_duration,
+            default_message_ttl=default_message_ttl,
+            dead_letter_on_expiration=dead_letter_on_expiration,
+        )
+        await self._run(rules.create_queue(self._st, name, settings), f"create_queue {name}")
+
+    async def delete_queue(self, queue: QueueName | str) -> None:
+        self._check_open()
+        name = queue_name(queue)
+        self._queues.pop(name, None)
+        self._queues.pop(name + DEAD_LETTER_SUFFIX, None)
+        await self._run(rules.delete_queue(self._st, name), f"delete_queue {name}")
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def send_message(self, queue: QueueName | str, message: Message) -> MessageId:
+        self._check_open()
+        name = queue_name(queue)
+        op = rules.send(self._st, name, (message,), self._clock.now(), self._max_size)
+        await self._run(op, "send")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sent queue=%s message_id=%s", name, message.message_id)
+        return _message_id(message.message_id)
+
+    async def send_messages(
+        self, queue: QueueName | str, messages: Sequence[Message]
+    ) -> list[MessageId]:
+        self._check_open()
+        name = queue_name(queue)
+        batch = list(message_sequence(messages))
+        if not batch:
+            return []
+        await self._run(
+            rules.send(self._st, name, batch, self._clock.now(), self._max_size), "send batch"
+        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sent queue=%s message_ids=%s", name, [m.message_id for m in batch])
+        return [_message_id(m.message_id) for m in batch]
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def receive_message(
+        self, queue: QueueName | str, *, timeout: Timeout = None
+    ) -> ReceivedMessage | None:
+        got = await self._receive(queue, 1, timeout)
+        return got[0] if got else None
+
+    async def receive_messages(
+        self, queue: QueueName | str, *, max_messages: int = 10, timeout: Timeout = None
+    ) -> list[ReceivedMessage]:
+        return await self._receive(queue, check_max_messages(max_messages), timeout)
+
+    async def _receive(
+        self, queue: QueueName | str, max_messages: int, timeout: Timeout
+    ) -> list[ReceivedMessage]:
+        self._check_open()
+        name = queue_name(queue)
+        wait = timeout_seconds(timeout, self._default_timeout)
+
+        async def attempt() -> list[ReceivedMessage]:
+            token = self._token()
+            known, sweep = self._known(name)
+            op = rules.receive(self._st, name, known, max_messages, self._clock.now(), token, sweep)
+            row, rows, swept = await self._run_on(name, op, "receive")
+            self._remember(row, swept)
+            return received(rows, self._db.key, name, row.id, token, 0)
+
+        got = await self._until(name, wait, attempt)
+        _log_delivered(name, None, got)
+        return got
+
+    async def peek_messages(
+        self,
+        queue: QueueName | str,
+        *,
+        max_messages: int = 10,
+        from_sequence_number: int | None = None,
+    ) -> list[ReceivedMessage]:
+        """Messages in sequence order (available and locked), without locking them or counting
+        a delivery; they carry no receipt and cannot be settled."""
+        self._check_open()
+        return await self._peek(queue_name(queue), None, max_messages, from_sequence_number)
+
+    async def _peek(
+        self, name: str, session_id: str | None, max_messages: int, from_sequence: int | None
+    ) -> list[ReceivedMessage]:
+        check_max_messages(max_messages)
+        start = check_sequence_number(from_sequence)
+        op = rules.peek(self._st, name, session_id, max_messages, start, self._clock.now())
+        return peeked(await self._run(op, "peek"))
+
+    # -- settling ------------------------------------------------------------------------
+
+    def _receipt(self, message: ReceivedMessage, lease: int = 0) -> Receipt:
+        """The receipt of a message delivered by this store (outside a session unless
+        ``lease`` names the session's lease), else `ValidationError`."""
+        self._check_open()
+        if not isinstance(message, ReceivedMessage):
+            raise ValidationError(f"expected a ReceivedMessage, not {type(message).__name__}")
+        receipt = message.receipt
+        if type(receipt) is not Receipt or receipt.store != self._db.key:
+            if receipt is None:
+                raise ValidationError("a peeked message cannot be settled")
+            raise ValidationError("this message was not received through this client's store")
+        if receipt.lease != lease:
+            raise ValidationError(
+                "this message was received through a session: settle it through that session"
+                if receipt.lease
+                else "this message was not received through this session"
+            )
+        return receipt
+
+    async def complete_message(self, message: ReceivedMessage) -> None:
+        await self._settle(rules.complete, self._receipt(message), "complete")
+
+    async def abandon_message(self, message: ReceivedMessage) -> None:
+        await self._settle(rules.abandon, self._receipt(message), "abandon")
+
+    async def _settle(
+        self,
+        settle: Callable[[Statements, Receipt, float], rules.Op[None]],
+        receipt: Receipt,
+        action: str,
+    ) -> None:
+        await self._run(settle(self._st, receipt, self._clock.now()), action, relaxed=True)
+        _log_settled(action, receipt)
+
+    async def dead_letter_message(
+        self,
+        message: ReceivedMessage,
+        *,
+        reason: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        await self._dead_letter(self._receipt(message), reason, description)
+
+    async def _dead_letter(
+        self, receipt: Receipt, reason: str | None, description: str | None
+    ) -> None:
+        check_dead_letter_reason(reason, description)
+        op = rules.dead_letter(self._st, receipt, reason, description, self._clock.now())
+        await self._run(op, "dead_letter")
+        _log_settled("dead_letter", receipt)
+
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await self._complete_many(self._receipts(messages))
+
+    async def _complete_many(self, receipts: list[Receipt]) -> None:
+        if receipts:
+            op = rules.complete_many(self._st, receipts, self._clock.now())
+            outcomes = await self._run(op, "complete batch", relaxed=True)
+            await self._report_batch(receipts, outcomes)
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await self._settle_many(rules.abandon, self._receipts(messages), "abandon batch")
+
+    def _receipts(self, messages: Sequence[ReceivedMessage], lease: int = 0) -> list[Receipt]:
+        """Every message's receipt, checked before anything is settled."""
+        return [self._receipt(m, lease) for m in received_sequence(messages)]
+
+    async def _settle_many(
+        self,
+        settle: Callable[[Statements, Receipt, float], rules.Op[None]],
+        receipts: list[Receipt],
+        label: str,
+    ) -> None:
+        """Settle every receipt in one transaction; `BatchSettleError` names those that failed."""
+        if not receipts:
+            return
+        op = rules.settle_many(self._st, settle, receipts, self._clock.now())
+        await self._report_batch(receipts, await self._run(op, label, relaxed=True))
+
+    async def _report_batch(
+        self, receipts: list[Receipt], outcomes: list[QueueError | None]
+    ) -> None:
+        """Log a settled batch; `BatchSettleError` naming the receipts that failed."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "settled batch queue=%s seqs=%s", receipts[0].queue, [r.seq for r in receipts]
+            )
+        ids = [str(r.message_id) for r in receipts]
+        failed = [(mid, error) for mid, error in zip(ids, outcomes, strict=True) if error]
+        if failed:
+            settled = [mid for mid, error in zip(ids, outcomes, strict=True) if error is None]
+            raise batch_settle_error(settled, failed)
+
+    async def get_queue_statistics(self, queue: QueueName | str) -> QueueStatistics:
+        self._check_open()
+        name = queue_name(queue)
+        return await self._run(rules.statistics(self._st, name, self._clock.now()), "statistics")
+
+    async def renew_message_lock(self, message: ReceivedMessage) -> datetime:
+        receipt = self._receipt(message)
+        until = await self._run(
+            rules.renew_lock(self._st, receipt, self._clock.now()), "renew_lock"
+        )
+        return to_datetime(until)
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def accept_session(
+        self,
+        queue: QueueName | str,
+        session_id: str | None = None,
+        *,
+        timeout: Timeout = None,
+    ) -> SqlSessionClient | None:
+        self._check_open()
+        name = queue_name(queue)
+        wait = timeout_seconds(timeout, self._default_timeout)
+        wanted = None if session_id is None else SessionId(session_id)
+
+        async def attempt() -> rules.Lease | None:
+            op = rules.accept_session(self._st, name, wanted, self._clock.now(), self._token())
+            return await self._run(op, "accept_session")
+
+        lease = await attempt() if wanted is not None else await self._until(name, wait, attempt)
+        if lease is None:
+            return None
+        log.debug("accepted queue=%s session_id=%s", name, lease.session_id)
+        session = SqlSessionClient(self, lease)
+        self._sessions.add(session)
+        return session
+
+
+class SqlSessionClient(SessionClient):
+    """A session of a `SqlQueueClient`, leased in the database (exclusive across processes)."""
+
+    def __init__(self, client: SqlQueueClient, lease: rules.Lease) -> None:
+        self._client = client
+        self._st = client._st
+        self._clock = client.clock
+        self._lease = lease
+        self._locked_until = lease.locked_until
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SqlSessionClient(queue={self._lease.queue!r}, session_id={self.session_id!r})"
+
+    @property
+    def session_id(self) -> str:
+        return self._lease.session_id
+
+    @property
+    def locked_until(self) -> datetime:
+        return to_datetime(self._locked_until)
+
+    def _check(self) -> rules.Lease:
+        if self._closed:
+            raise SessionLockLost(f"session {self.session_id!r} was closed")
+        self._client._check_open()
+        return self._lease
+
+    async def receive_message(self, *, timeout: Timeout = None) -> ReceivedMessage | None:
+        got = await self._receive(1, timeout)
+        return got[0] if got else None
+
+    async def receive_messages(
+        self, *, max_messages: int = 10, timeout: Timeout = None
+    ) -> list[ReceivedMessage]:
+        return await self._receive(check_max_messages(max_messages), timeout)
+
+    async def _receive(self, max_messages: int, timeout: Timeout) -> list[ReceivedMessage]:
+        lease = self._check()
+        client = self._client
+        wait = timeout_seconds(timeout, client._default_timeout)
+
+        async def attempt() -> list[ReceivedMessage]:
+            lease = self._check()
+            token = client._token()
+            known, sweep = client._known(lease.queue)
+            now = self._clock.now()
+            op = rules.session_receive(self._st, lease, known, max_messages, now, token, sweep)
+            row, rows, swept = await client._run_on(lease.queue, op, "session receive")
+            client._remember(row, swept)
+            return received(rows, client._db.key, lease.queue, lease.queue_id, token, lease.token)
+
+        # woken by the lease's expiry at the latest, so a lapsed lock is reported
+        got = await client._until(lease.queue, wait, attempt, limit=lambda: self._locked_until)
+        _log_delivered(lease.queue, lease.session_id, got)
+        return got
+
+    async def peek_messages(
+        self, *, max_messages: int = 10, from_sequence_number: int | None = None
+    ) -> list[ReceivedMessage]:
+        """The session's messages in sequence order, without locking them."""
+        lease = self._check()
+        return await self._client._peek(
+            lease.queue, lease.session_id, max_messages, from_sequence_number
+        )
+
+    def _receipt(self, message: ReceivedMessage) -> Receipt:
+        self._check()
+        return self._client._receipt(message, self._lease.token)
+
+    async def complete_message(self, message: ReceivedMessage) -> None:
+        await self._client._settle(rules.complete, self._receipt(message), "complete")
+
+    async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        self._check()
+        await self._client._complete_many(self._client._receipts(messages, self._lease.token))
+
+    async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        self._check()
+        receipts = self._client._receipts(messages, self._lease.token)
+        await self._client._settle_many(rules.abandon, receipts, "abandon batch")
+
+    async def abandon_message(self, message: ReceivedMessage) -> None:
+        await self._client._settle(rules.abandon, self._receipt(message), "abandon")
+
+    async def dead_letter_message(
+        self,
+        message: ReceivedMessage,
+        *,
+        reason: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        await self._client._dead_letter(self._receipt(message), reason, description)
+
+    async def renew_session_lock(self) -> datetime:
+        lease = self._check()
+        op = rules.renew_session(self._st, lease, self._clock.now())
+        self._locked_until = await self._client._run(op, "renew_session")
+        return to_datetime(self._locked_until)
+
+    async def get_state(self) -> bytes | None:
+        op = rules.get_state(self._st, self._check(), self._clock.now())
+        return await self._client._run(op, "get_state")
+
+    async def set_state(self, state: bytes | None) -> None:
+        if state is not None and type(state) is not bytes:
+            raise ValidationError(
+                f"session state must be bytes or None, not {type(state).__name__}"
+            )
+        op = rules.set_state(self._st, self._check(), state, self._clock.now())
+        await self._client._run(op, "set_state")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        client = self._client
+        client._sessions.discard(self)
+        if client._state == "open":
+            op = rules.release_session(self._st, self._lease, self._clock.now())
+            await client._run(op, "release_session")
+            log.debug("released queue=%s session_id=%s", self._lease.queue, self.session_id)
+
+
+def _message_id(checked: str) -> MessageId:
+    """A `MessageId` of an id `validate_message` already checked (not checked twice)."""
+    return str.__new__(MessageId, checked)
+
+
+def _log_delivered(queue: str, session_id: str | None, got: list[ReceivedMessage]) -> None:
+    if got and log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "delivered queue=%s session_id=%s message_ids=%s",
+            queue,
+            session_id,
+            [m.message_id for m in got],
+        )
+
+
+def _log_settled(action: str, receipt: Receipt) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s queue=%s seq=%s", action, receipt.queue, receipt.seq)

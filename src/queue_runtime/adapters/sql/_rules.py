@@ -1,0 +1,607 @@
+"""The contract's rules as database transactions, written once for every dialect.
+
+Each operation is a generator that yields the statements it needs (`Query`, `Execute`,
+`ExecuteMany`) and `Wake` for queues whose waiters should look again, and returns its result.
+A driver runs it inside one transaction: synchronously in a worker thread (SQLite) or with
+awaits (PostgreSQL). The rules mirror `QueueEngine` (``engine.py``): lowest sequence number
+first within a partition, returned messages ahead of later ones, ``delivery_count`` counted at
+delivery, a spent message dead-lettered when it comes back (abandon, lock lapse, session
+release), settlement only under a live lock, sessions leased one holder at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..._errors import (
+    MessageLockLost,
+    QueueAlreadyExists,
+    QueueError,
+    QueueNotFound,
+    SessionLocked,
+    SessionLockLost,
+    ValidationError,
+)
+from ..._messages import Message, validate_message
+from ..._names import DEAD_LETTER_SUFFIX
+from ...engine import MAX_DELIVERY_COUNT_EXCEEDED, TTL_EXPIRED, QueueSettings, QueueStatistics
+from ._codec import Receipt, message_row
+from ._statements import Statements
+
+__all__ = [
+    "Execute",
+    "ExecuteMany",
+    "Op",
+    "Query",
+    "QueueRow",
+    "Step",
+    "Wake",
+    "abandon",
+    "accept_session",
+    "check_lease",
+    "complete",
+    "complete_many",
+    "create_queue",
+    "dead_letter",
+    "delete_queue",
+    "get_state",
+    "peek",
+    "receive",
+    "release_session",
+    "renew_lock",
+    "renew_session",
+    "send",
+    "session_receive",
+    "set_state",
+    "settle_many",
+    "statistics",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Rows of a statement (a SELECT or a ``RETURNING``)."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """A statement's affected row count."""
+
+    sql: str
+    params: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteMany:
+    """One statement over many parameter rows (nothing comes back)."""
+
+    sql: str
+    rows: Sequence[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """After commit: tell waiters on ``queue`` (in every process) to look again."""
+
+    queue: str
+
+
+Step = Query | Execute | ExecuteMany | Wake
+#: An operation: yields steps, receives their results, returns its own.
+Op = Generator[Step, Any, T]
+
+_EXPIRED_TEXT = "the message's time to live ran out"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A queue as stored."""
+
+    id: int
+    name: str
+    dead_letter_id: int
+    is_dead_letter: bool
+    settings: QueueSettings
+
+    @property
+    def sessions(self) -> bool:
+        """Whether its messages are received through sessions."""
+        return self.settings.requires_session and not self.is_dead_letter
+
+
+def _queue_row(row: Sequence[Any]) -> QueueRow:
+    return QueueRow(
+        id=row[0],
+        name=row[1],
+        dead_letter_id=row[2] or 0,
+        is_dead_letter=bool(row[3]),
+        settings=QueueSettings(
+            requires_session=bool(row[4]),
+            max_delivery_count=row[5],
+            lock_duration=row[6],
+            default_message_ttl=row[7],
+            dead_letter_on_expiration=bool(row[8]),
+        ),
+    )
+
+
+def load_queue(st: Statements, name: str) -> Op[QueueRow]:
+    rows = yield Query(st.select_queue, (name,))
+    if not rows:
+        raise QueueNotFound(f"queue {name!r} does not exist")
+    return _queue_row(rows[0])
+
+
+# -- administration -----------------------------------------------------------------------
+
+
+def create_queue(st: Statements, name: str, settings: QueueSettings) -> Op[None]:
+    rows = yield Query(st.select_queue, (name,))
+    if not rows:
+        inserted = yield Query(
+            st.insert_queue,
+            (
+                name,
+                0,
+                int(settings.requires_session),
+                settings.max_delivery_count,
+                settings.lock_duration,
+                settings.default_message_ttl,
+                int(settings.dead_letter_on_expiration),
+            ),
+        )
+        if inserted:
+            dlq = QueueSettings(lock_duration=settings.lock_duration)
+            [(dlq_id,)] = yield Query(
+                st.insert_queue,
+                (
+                    name + DEAD_LETTER_SUFFIX,
+                    1,
+                    0,
+                    dlq.max_delivery_count,
+                    dlq.lock_duration,
+                    None,
+                    0,
+                ),
+            )
+            yield Execute(st.link_dead_letter, (dlq_id, inserted[0][0]))
+            return
+        rows = yield Query(st.select_queue, (name,))  # created meanwhile by another client
+    existing = _queue_row(rows[0]).settings
+    if existing != settings:
+        raise QueueAlreadyExists(f"queue {name!r} exists with other settings: {existing}")
+
+
+def delete_queue(st: Statements, name: str) -> Op[None]:
+    queue = yield from load_queue(st, name)
+    if queue.is_dead_letter:
+        raise ValidationError("a dead-letter queue is deleted with its queue")
+    yield Execute(st.delete_queues, (queue.id, queue.dead_letter_id))
+
+
+# -- sending ----------------------------------------------------------------------------------
+
+
+def send(
+    st: Statements, name: str, messages: Sequence[Message], now: float, max_size: int
+) -> Op[None]:
+    """Validate every message against the queue (all or none are stored), then store them."""
+    queue = yield from load_queue(st, name)
+    requires_session = queue.settings.requires_session
+    for message in messages:
+        validate_message(message, max_size=max_size, requires_session=requires_session)
+    if queue.is_dead_letter:
+        raise ValidationError("messages cannot be sent to a dead-letter queue")
+    ttl = queue.settings.default_message_ttl
+    rows = [
+        message_row(queue.id, (m.session_id or "") if requires_session else "", m, now, ttl)
+        for m in messages
+    ]
+    if len(rows) == 1:
+        yield Execute(st.insert_message, rows[0])
+    elif rows:
+        yield ExecuteMany(st.insert_message, rows)
+    yield Wake(name)
+
+
+# -- what falls due with time ---------------------------------------------------------------
+
+
+def sweep(st: Statements, queue: QueueRow, now: float) -> Op[None]:
+    """Dead-letter messages that came back spent; expire (or dead-letter) outlived ones."""
+    if queue.is_dead_letter:
+        return
+    settings = queue.settings
+    moved = yield Execute(
+        st.dead_letter_spent,
+        (
+            queue.dead_letter_id,
+            MAX_DELIVERY_COUNT_EXCEEDED,
+            queue.id,
+            now,
+            settings.max_delivery_count,
+        ),
+    )
+    if settings.dead_letter_on_expiration:
+        moved += yield Execute(
+            st.dead_letter_expired,
+            (queue.dead_letter_id, TTL_EXPIRED, _EXPIRED_TEXT, queue.id, now, now, now),
+        )
+    else:
+        yield Execute(st.delete_expired, (queue.id, now, now, now))
+    if moved:
+        yield Wake(queue.name + DEAD_LETTER_SUFFIX)
+
+
+# -- receiving --------------------------------------------------------------------------------
+
+
+#: Stands for "never spent" in the delivery filter of a dead-letter queue.
+_UNLIMITED = 2**31 - 1
+
+
+def _spendable(queue: QueueRow) -> int:
+    """Deliveries after which a message is spent (a dead-letter queue never spends one)."""
+    return _UNLIMITED if queue.is_dead_letter else queue.settings.max_delivery_count
+
+
+def _lock(
+    st: Statements,
+    queue: QueueRow,
+    partition: str,
+    locked_until: float,
+    max_messages: int,
+    now: float,
+    token: int,
+) -> Op[list[Any]]:
+    rows = yield Query(
+        st.lock_next,
+        (token, locked_until, queue.id, partition, now, now, _spendable(queue), now, max_messages),
+    )
+    return list(rows)
+
+
+def _deliverable_queue(st: Statements, name: str, sessions: bool) -> Op[QueueRow]:
+    queue = yield from load_queue(st, name)
+    if queue.sessions and not sessions:
+        raise ValidationError(
+            f"queue {name!r} requires sessions: use accept_session to receive from it"
+        )
+    return queue
+
+
+def _take(
+    st: Statements,
+    known: QueueRow | None,
+    load: Callable[[], Op[QueueRow]],
+    partition: str,
+    lock_until: Callable[[QueueRow], float],
+    max_messages: int,
+    now: float,
+    token: int,
+    sweep_first: bool,
+) -> Op[tuple[QueueRow, list[Any], bool]]:
+    """Lock the partition's next deliverable messages.
+
+    ``known`` is the queue as last read (None: ``load`` it); when nothing is found the queue
+    is loaded again (it may have been deleted) and swept before a second look. Returns the
+    queue, the locked rows and whether it swept.
+    """
+    queue = known or (yield from load())
+    swept = sweep_first or known is None
+    if swept:
+        yield from sweep(st, queue, now)
+    rows = yield from _lock(st, queue, partition, lock_until(queue), max_messages, now, token)
+    if not rows and not swept:
+        queue = yield from load()
+        yield from sweep(st, queue, now)
+        swept = True
+        rows = yield from _lock(st, queue, partition, lock_until(queue), max_messages, now, token)
+    return queue, rows, swept
+
+
+def receive(
+    st: Statements,
+    name: str,
+    known: QueueRow | None,
+    max_messages: int,
+    now: float,
+    token: int,
+    sweep_first: bool,
+) -> Op[tuple[QueueRow, list[Any], bool]]:
+    """Lock up to ``max_messages`` deliverable messages of a queue without sessions."""
+    return (
+        yield from _take(
+            st,
+            known,
+            lambda: _deliverable_queue(st, name, False),
+            "",
+            lambda queue: now + queue.settings.lock_duration,
+            max_messages,
+            now,
+            token,
+            sweep_first,
+        )
+    )
+
+
+def peek(
+    st: Statements,
+    name: str,
+    session_id: str | None,
+    max_messages: int,
+    from_sequence: int,
+    now: float,
+) -> Op[list[Any]]:
+    """Messages (available and locked) in sequence order, without locking them."""
+    queue = yield from load_queue(st, name)
+    yield from sweep(st, queue, now)
+    if session_id is None:
+        rows = yield Query(st.peek, (queue.id, now, from_sequence, max_messages))
+    else:
+        rows = yield Query(
+            st.peek_session, (queue.id, session_id, now, from_sequence, max_messages)
+        )
+    return list(rows)
+
+
+# -- settling ---------------------------------------------------------------------------------
+
+
+def _check_session(st: Statements, receipt: Receipt, now: float) -> Op[None]:
+    if receipt.lease:
+        rows = yield Query(
+            st.check_lease, (receipt.queue_id, receipt.session_id, receipt.lease, now)
+        )
+        if not rows:
+            raise SessionLockLost(f"the lock on session {receipt.session_id!r} was lost")
+
+
+def _lock_lost() -> MessageLockLost:
+    return MessageLockLost("the message was already settled or its lock was lost")
+
+
+def complete(st: Statements, receipt: Receipt, now: float) -> Op[None]:
+    yield from _check_session(st, receipt, now)
+    if not (yield Execute(st.complete, (receipt.seq, receipt.token, now))):
+        raise _lock_lost()
+
+
+def abandon(st: Statements, receipt: Receipt, now: float) -> Op[None]:
+    """Unlock at once; a spent message goes to the dead-letter queue instead."""
+    yield from _check_session(st, receipt, now)
+    queue = yield from load_queue(st, receipt.queue)
+    rows = yield Query(st.unlock, (receipt.seq, receipt.token, now))
+    if not rows:
+        raise _lock_lost()
+    if rows[0][0] >= queue.settings.max_delivery_count and not queue.is_dead_letter:
+        yield Execute(
+            st.dead_letter_one, (queue.dead_letter_id, MAX_DELIVERY_COUNT_EXCEEDED, receipt.seq)
+        )
+        yield Wake(queue.name + DEAD_LETTER_SUFFIX)
+    else:
+        yield Wake(queue.name)
+
+
+def dead_letter(
+    st: Statements,
+    receipt: Receipt,
+    reason: str | None,
+    description: str | None,
+    now: float,
+) -> Op[None]:
+    queue = yield from load_queue(st, receipt.queue)
+    if queue.is_dead_letter:
+        raise ValidationError("a message in a dead-letter queue cannot be dead-lettered again")
+    yield from _check_session(st, receipt, now)
+    moved = yield Execute(
+        st.dead_letter_locked,
+        (queue.dead_letter_id, reason, description, receipt.seq, receipt.token, now),
+    )
+    if not moved:
+        raise _lock_lost()
+    yield Wake(queue.name + DEAD_LETTER_SUFFIX)
+
+
+def renew_lock(st: Statements, receipt: Receipt, now: float) -> Op[float]:
+    queue = yield from load_queue(st, receipt.queue)
+    until = now + queue.settings.lock_duration
+    if not (yield Execute(st.renew_lock, (until, receipt.seq, receipt.token, now))):
+        raise _lock_lost()
+    return until
+
+
+def settle_many(
+    st: Statements,
+    settle: Callable[[Statements, Receipt, float], Op[None]],
+    receipts: Sequence[Receipt],
+    now: float,
+) -> Op[list[QueueError | None]]:
+    """Settle every receipt in one transaction; per receipt, the error that stopped it (None:
+    settled). A failed settlement changes nothing, so the others still commit."""
+    outcomes: list[QueueError | None] = []
+    for receipt in receipts:
+        try:
+            yield from settle(st, receipt, now)
+        except (MessageLockLost, SessionLockLost, QueueNotFound) as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes
+
+
+def complete_many(
+    st: Statements, receipts: Sequence[Receipt], now: float
+) -> Op[list[QueueError | None]]:
+    """`settle_many` of `complete`, one statement per receive the messages came from."""
+    lost: set[int] = set()
+    for queue_id, session_id, lease in {(r.queue_id, r.session_id, r.lease) for r in receipts}:
+        if lease and not (yield Query(st.check_lease, (queue_id, session_id, lease, now))):
+            lost.add(lease)
+    groups: dict[int, list[int]] = {}
+    for receipt in receipts:
+        if receipt.lease not in lost:
+            groups.setdefault(receipt.token, []).append(receipt.seq)
+    done: set[int] = set()
+    encode = st.dialect.list_parameter
+    for token, seqs in groups.items():
+        rows = yield Query(st.complete_group, (token, now, encode(seqs)))
+        done.update(row[0] for row in rows)
+    outcomes: list[QueueError | None] = []
+    for receipt in receipts:
+        if receipt.lease in lost:
+            outcomes.append(SessionLockLost(f"the lock on session {receipt.session_id!r} was lost"))
+        else:
+            outcomes.append(None if receipt.seq in done else _lock_lost())
+    return outcomes
+
+
+def statistics(st: Statements, name: str, now: float) -> Op[QueueStatistics]:
+    queue = yield from load_queue(st, name)
+    yield from sweep(st, queue, now)
+    [(active, locked, scheduled)] = yield Query(st.count_messages, (now, now, now, now, queue.id))
+    [(dead,)] = yield Query(st.count_queue, (queue.dead_letter_id,))
+    sessions = leased = 0
+    if queue.sessions:
+        [(sessions,)] = yield Query(st.count_sessions, (queue.id, queue.id, now))
+        [(leased,)] = yield Query(st.count_leased, (queue.id, now))
+    return QueueStatistics(
+        active=int(active),
+        locked=int(locked),
+        scheduled=int(scheduled),
+        dead_letter=0 if queue.is_dead_letter else int(dead),
+        sessions=int(sessions),
+        locked_sessions=int(leased),
+    )
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A held session, as the database knows it."""
+
+    queue: str
+    queue_id: int
+    session_id: str
+    token: int
+    locked_until: float
+
+
+def accept_session(
+    st: Statements, name: str, session_id: str | None, now: float, token: int
+) -> Op[Lease | None]:
+    """Lease ``session_id``, or the session whose next message has waited longest (None if no
+    session is ready). Raises `SessionLocked` when ``session_id`` has another holder."""
+    queue = yield from load_queue(st, name)
+    if not queue.sessions:
+        raise ValidationError(f"queue {name!r} does not require sessions")
+    until = now + queue.settings.lock_duration
+    if session_id is not None:
+        rows = yield Query(st.lease_session, (queue.id, session_id, token, until, now))
+        if not rows:
+            raise SessionLocked(f"session {session_id!r} is held by another receiver")
+        return Lease(name, queue.id, session_id, token, until)
+    yield from sweep(st, queue, now)
+    for _ in range(8):  # a candidate taken by a concurrent accept is skipped on the next look
+        candidates = yield Query(
+            st.next_ready_session, (queue.id, now, now, _spendable(queue), now, now)
+        )
+        if not candidates:
+            return None
+        candidate = candidates[0][0]
+        if (yield Query(st.lease_session, (queue.id, candidate, token, until, now))):
+            return Lease(name, queue.id, candidate, token, until)
+    return None
+
+
+def check_lease(st: Statements, lease: Lease, now: float) -> Op[float]:
+    """The lease's expiry; `SessionLockLost` unless it still holds."""
+    rows = yield Query(st.check_lease, (lease.queue_id, lease.session_id, lease.token, now))
+    if not rows:
+        raise SessionLockLost(f"the lock on session {lease.session_id!r} was lost")
+    return float(rows[0][0])
+
+
+def session_receive(
+    st: Statements,
+    lease: Lease,
+    known: QueueRow | None,
+    max_messages: int,
+    now: float,
+    token: int,
+    sweep_first: bool,
+) -> Op[tuple[QueueRow, list[Any], bool]]:
+    """The session's next messages in order, locked under its lease (see `_take`)."""
+    until = yield from check_lease(st, lease, now)
+    return (
+        yield from _take(
+            st,
+            known,
+            lambda: load_queue(st, lease.queue),
+            lease.session_id,
+            lambda queue: until,
+            max_messages,
+            now,
+            token,
+            sweep_first,
+        )
+    )
+
+
+def renew_session(st: Statements, lease: Lease, now: float) -> Op[float]:
+    queue = yield from load_queue(st, lease.queue)
+    until = now + queue.settings.lock_duration
+    renewed = yield Execute(
+        st.renew_lease, (until, lease.queue_id, lease.session_id, lease.token, now)
+    )
+    if not renewed:
+        raise SessionLockLost(f"the lock on session {lease.session_id!r} was lost")
+    yield Execute(st.renew_session_messages, (until, lease.queue_id, lease.session_id, now))
+    return until
+
+
+def release_session(st: Statements, lease: Lease, now: float) -> Op[None]:
+    """End the lease (a no-op if it already ended); unsettled messages return in order."""
+    ended = yield Execute(st.end_lease, (lease.queue_id, lease.session_id, lease.token, now))
+    if not ended:
+        return
+    rows = yield Query(st.select_queue, (lease.queue,))
+    if rows:
+        queue = _queue_row(rows[0])
+        moved = yield Execute(
+            st.dead_letter_spent_in_session,
+            (
+                queue.dead_letter_id,
+                MAX_DELIVERY_COUNT_EXCEEDED,
+                queue.id,
+                lease.session_id,
+                now,
+                queue.settings.max_delivery_count,
+            ),
+        )
+        if moved:
+            yield Wake(queue.name + DEAD_LETTER_SUFFIX)
+    yield Execute(st.unlock_session_messages, (lease.queue_id, lease.session_id, now))
+    yield Execute(st.forget_session, (lease.queue_id, lease.session_id))
+    yield Wake(lease.queue)
+
+
+def get_state(st: Statements, lease: Lease, now: float) -> Op[bytes | None]:
+    yield from check_lease(st, lease, now)
+    rows = yield Query(st.get_state, (lease.queue_id, lease.session_id))
+    state = rows[0][0] if rows else None
+    return None if state is None else bytes(state)
+
+
+def set_state(st: Statements, lease: Lease, state: bytes | None, now: float) -> Op[None]:
+    yield from check_lease(st, lease, now)
+    yield Execute(st.set_state, (state, lease.queue_id, lease.session_id))

@@ -1,0 +1,221 @@
+"""The SQL adapters beyond the contract: configuration and URLs, durability across clients,
+duplicate detection by message id, the schema's namespace and version, logging, and waking a
+waiting receive from another process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sql_helpers import store_url
+
+import queue_runtime as qr
+from queue_runtime.adapters.sql import SCHEMA_VERSION
+from queue_runtime.adapters.sql.postgres import PostgresQueueClient
+from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
+
+WORKER = str(Path(__file__).with_name("sql_worker.py"))
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def test_sqlite_urls() -> None:
+    absolute = qr.QueueConfig.from_url("sqlite:///var/lib/app/queues.db?synchronous=full")
+    assert absolute.provider == qr.SqliteConfig(path="/var/lib/app/queues.db", synchronous="full")
+    relative = qr.QueueConfig.from_url("sqlite://queues.db")
+    assert isinstance(relative.provider, qr.SqliteConfig)
+    assert relative.provider.path == "queues.db"
+    client = qr.create_client("sqlite:///tmp/x/queues.db")
+    assert isinstance(client, SqliteQueueClient)
+
+
+def test_postgres_urls_keep_the_password_secret() -> None:
+    for scheme in ("postgresql", "postgres"):
+        url = f"{scheme}://app:s3cret@db.internal:6432/jobs?schema_name=q1&sslmode=require"
+        config = qr.QueueConfig.from_url(url).provider
+        assert isinstance(config, qr.PostgresConfig)
+        assert config.schema_name == "q1"
+        assert config.dsn.get_secret_value() == (
+            "postgresql://app:s3cret@db.internal:6432/jobs?sslmode=require"
+        )
+        assert "s3cret" not in repr(config)
+        client = qr.create_client(url)
+        assert isinstance(client, PostgresQueueClient)
+        assert "s3cret" not in repr(client)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///q.db?synchronous=off",
+        "sqlite:///q.db?table_prefix=drop table",
+        "sqlite:///q.db?max_page_count=0",
+        "postgresql://h/db?schema_name=1bad",
+        "postgresql://h/db?min_pool_size=5&max_pool_size=2",
+    ],
+)
+def test_bad_sql_urls_raise_configuration_error(url: str) -> None:
+    with pytest.raises(qr.ConfigurationError):
+        qr.create_client(url)
+
+
+@pytest.mark.asyncio
+async def test_capabilities_are_honest(sql_client: qr.QueueClient) -> None:
+    capabilities = sql_client.capabilities
+    assert capabilities.durable
+    assert capabilities.exclusive_sessions_across_processes
+    assert set(capabilities) >= {"sessions", "session_state", "peek", "statistics"}
+
+
+# -- durability, duplicates, namespace ---------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_messages_sessions_and_state_outlive_the_client(
+    make_client: Callable[..., qr.QueueClient],
+) -> None:
+    async with make_client() as client:
+        await client.create_queue("plain")
+        await client.create_queue("orders", requires_session=True)
+        await client.send_message("plain", qr.Message(b"p"))
+        await client.send_messages("orders", [qr.Message(b"o1", session_id="s")])
+        async with await client.accept_session("orders", "s") as session:
+            await session.set_state(b"step-1")
+    async with make_client() as client:
+        got = await client.receive_message("plain", timeout=0)
+        assert got is not None and got.body == b"p"
+        async with await client.accept_session("orders", "s") as session:
+            assert await session.get_state() == b"step-1"
+            message = await session.receive_message(timeout=0)
+            assert message is not None and message.body == b"o1"
+
+
+@pytest.mark.asyncio
+async def test_a_message_id_still_in_the_queue_is_stored_once(sql_client: qr.QueueClient) -> None:
+    await sql_client.create_queue("q")
+    message = qr.Message(b"once", message_id="order-17")
+    await sql_client.send_message("q", message)
+    await sql_client.send_message("q", message)  # a retry after an unknown outcome
+    ids = await sql_client.send_messages("q", [message, qr.Message(b"other", message_id="o-18")])
+    assert ids == ["order-17", "o-18"]
+    got = await sql_client.receive_messages("q", max_messages=10, timeout=0)
+    assert [m.body for m in got] == [b"once", b"other"]
+    await sql_client.dead_letter_message(got[0])
+    await sql_client.send_message("q", message)  # no longer in the queue: a new message
+    again = await sql_client.receive_message("q", timeout=0)
+    assert again is not None and (again.body, again.delivery_count) == (b"once", 1)
+
+
+@pytest.mark.asyncio
+async def test_the_schema_is_versioned_in_its_own_namespace(
+    dialect: str, make_client: Callable[..., qr.QueueClient], sql_config: object
+) -> None:
+    async with make_client() as client:
+        await client.create_queue("q")
+    if isinstance(sql_config, qr.SqliteConfig):
+        with sqlite3.connect(sql_config.path) as raw:
+            tables = {
+                r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            version = raw.execute("SELECT version FROM qr_schema_version").fetchone()[0]
+        assert {"qr_queues", "qr_messages", "qr_sessions", "qr_schema_version"} <= tables
+        assert all(t.startswith(("qr_", "sqlite_")) for t in tables)
+    else:
+        assert isinstance(sql_config, qr.PostgresConfig)
+        raw = await asyncpg.connect(sql_config.dsn.get_secret_value())
+        try:
+            rows = await raw.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+                sql_config.schema_name,
+            )
+            version = await raw.fetchval(
+                f'SELECT version FROM "{sql_config.schema_name}".schema_version'
+            )
+        finally:
+            await raw.close()
+        assert {r[0] for r in rows} == {"queues", "messages", "sessions", "schema_version"}
+    assert version == SCHEMA_VERSION
+
+
+@pytest.mark.asyncio
+async def test_two_table_prefixes_in_one_file_are_independent(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    one = SqliteQueueClient(qr.SqliteConfig(path=path, table_prefix="app1_"))
+    two = SqliteQueueClient(qr.SqliteConfig(path=path, table_prefix="app2_"))
+    async with one, two:
+        await one.create_queue("q")
+        await two.create_queue("q")
+        await one.send_message("q", qr.Message(b"for one"))
+        assert await two.receive_message("q", timeout=0) is None
+        got = await one.receive_message("q", timeout=0)
+        assert got is not None
+        with pytest.raises(qr.ValidationError):
+            await two.complete_message(got)  # not this store's message
+
+
+# -- logging and waking ---------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_debug_logging_names_ids_never_bodies(
+    sql_client: qr.QueueClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    await sql_client.create_queue("q")
+    with caplog.at_level(logging.DEBUG, logger="queue_runtime.adapters.sql"):
+        await sql_client.send_message("q", qr.Message(b"top-secret-body", message_id="m-1"))
+        got = await sql_client.receive_message("q", timeout=0)
+        assert got is not None
+        await sql_client.complete_message(got)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "m-1" in text and "top-secret-body" not in text
+    assert {r.name for r in caplog.records} == {"queue_runtime.adapters.sql"}
+
+
+@pytest.mark.asyncio
+async def test_a_waiting_receive_wakes_for_another_process(
+    make_client: Callable[..., qr.QueueClient], sql_config: qr.SqliteConfig | qr.PostgresConfig
+) -> None:
+    async with make_client() as client:
+        await client.create_queue("q")
+        waiting = asyncio.create_task(client.receive_message("q", timeout=30))
+        await asyncio.sleep(0.1)
+        producer = await asyncio.create_subprocess_exec(
+            sys.executable,
+            WORKER,
+            "produce",
+            store_url(sql_config),
+            "q",
+            "1",
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            got = await waiting
+        finally:
+            producer.kill()
+            await producer.wait()
+        assert got is not None and got.body == b"0:0"
+
+
+@pytest.mark.asyncio
+async def test_a_session_receive_outlives_a_renewal_made_while_it_waits(
+    sql_client: qr.QueueClient,
+) -> None:
+    await sql_client.create_queue("s", requires_session=True, lock_duration=1)
+    session = await sql_client.accept_session("s", "a")
+    assert session is not None
+    async with session:
+        waiting = asyncio.create_task(session.receive_message(timeout=3))
+        await asyncio.sleep(0.6)
+        await session.renew_session_lock()
+        await asyncio.sleep(0.6)  # past the first lease, within the renewed one
+        await sql_client.send_message("s", qr.Message(b"late", session_id="a"))
+        got = await waiting
+        assert got is not None and got.body == b"late"
