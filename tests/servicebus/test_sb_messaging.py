@@ -220,10 +220,13 @@ async def test_a_token_credential_reaches_the_emulator(emulator: Any, new_name: 
     assert credential.scopes  # the SDK asked the credential, for AMQP and for HTTP
 
 
-async def test_a_wrong_key_is_a_configuration_error_without_the_key() -> None:
+async def test_a_wrong_key_is_a_configuration_error_without_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from queue_runtime.adapters.servicebus import ServiceBusQueueClient
     from queue_runtime.testing.servicebus_emulator import running_emulator
 
+    caplog.set_level(logging.DEBUG)  # every logger: ours, the SDK's, the emulator's
     with running_emulator(sas_key=("app", "right-key"), admin_port=0) as checked:
         wrong = checked.connection_string.replace("right-key", "wrong-key-c2VjcmV0")
         config = qr.AzureServiceBusConfig(
@@ -235,6 +238,7 @@ async def test_a_wrong_key_is_a_configuration_error_without_the_key() -> None:
                 await client.receive_message("guarded", timeout=0)
         assert "wrong-key-c2VjcmV0" not in str(caught.value)
         assert not caught.value.retryable
+    assert caplog.records and "wrong-key-c2VjcmV0" not in caplog.text
 
 
 async def test_without_the_manage_right_the_service_checks(
