@@ -93,12 +93,28 @@ def _attributes(properties: Mapping[Any, Any] | None) -> Mapping[str, str]:
     )
 
 
-def _ttl(raw: Any) -> timedelta | None:
-    header = raw.header
+def _ttl(header: Any) -> timedelta | None:
     milliseconds = header.time_to_live if header is not None else None
     if not milliseconds or milliseconds >= _MAX_TTL_MS:
         return None
     return timedelta(milliseconds=milliseconds)
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _epoch(milliseconds: object) -> float | None:
+    return milliseconds / 1000.0 if isinstance(milliseconds, (int, float)) else None
+
+
+_SEQUENCE_NUMBER: Final = b"x-opt-sequence-number"
+_ENQUEUED_TIME: Final = b"x-opt-enqueued-time"
+_LOCKED_UNTIL: Final = b"x-opt-locked-until"
+_SCHEDULED_TIME: Final = b"x-opt-scheduled-enqueue-time"
+_REASON: Final = b"DeadLetterReason"
+_DESCRIPTION: Final = b"DeadLetterErrorDescription"
+_NO_ANNOTATIONS: Final[dict[bytes, Any]] = {}
 
 
 def decode(
@@ -110,45 +126,62 @@ def decode(
 ) -> ReceivedMessage:
     """The `ReceivedMessage` for a delivered (or ``peeked``) ``incoming``.
 
-    ``locked_until`` (epoch seconds) overrides the message's own lock expiry: a session
-    message is locked by its session. ``receipt`` is whatever settlement needs (``None``
-    for a peeked message, which also counts no delivery of its own).
+    Reads the AMQP sections of ``incoming.raw_amqp_message`` directly (header, properties,
+    annotations, application properties): the same fields the SDK's properties read, at a
+    fraction of their cost. ``locked_until`` (epoch seconds) overrides the message's own lock
+    expiry: a session message is locked by its session. ``receipt`` is whatever settlement
+    needs (``None`` for a peeked message, which also counts no delivery of its own).
     """
     raw = incoming.raw_amqp_message
+    header = raw.header
     properties = raw.properties
-    message_id = incoming.message_id
-    sequence_number = incoming.sequence_number
+    annotations = raw.annotations or _NO_ANNOTATIONS
+    application = raw.application_properties
+    sequence_number = annotations.get(_SEQUENCE_NUMBER)
+    if properties is not None:
+        message_id = _optional_text(properties.message_id)
+        session_id = _optional_text(properties.group_id)
+        correlation_id = _optional_text(properties.correlation_id)
+    else:
+        message_id = session_id = correlation_id = None
     if message_id is None:
         message_id = f"sequence-{sequence_number}"
+    scheduled = _epoch(annotations.get(_SCHEDULED_TIME))
     sent = _new_tuple(
         Message,
         (
             received_bytes(raw.body),
-            incoming.session_id,
-            _attributes(raw.application_properties),
-            incoming.correlation_id if properties is not None else None,
-            _text(message_id),
-            _ttl(raw),
-            incoming.scheduled_enqueue_time_utc,
+            session_id,
+            _attributes(application),
+            correlation_id,
+            message_id,
+            _ttl(header),
+            None if scheduled is None else utc(scheduled),
         ),
     )
-    enqueued = incoming.enqueued_time_utc
     if peeked:
         locked_until = None
     elif locked_until is None:
-        until = incoming.locked_until_utc
-        locked_until = None if until is None else until.timestamp()
-    count = incoming.delivery_count or 0
+        locked_until = _epoch(annotations.get(_LOCKED_UNTIL))
+    count = (header.delivery_count if header is not None else None) or 0
+    enqueued = _epoch(annotations.get(_ENQUEUED_TIME))
+    if application:
+        reason = _optional_text(application.get(_REASON, application.get("DeadLetterReason")))
+        description = _optional_text(
+            application.get(_DESCRIPTION, application.get("DeadLetterErrorDescription"))
+        )
+    else:
+        reason = description = None
     return _new_tuple(
         ReceivedMessage,
         (
             sent,
             # Service Bus counts earlier deliveries (0 on the first); the contract counts this one
             count if peeked else count + 1,
-            enqueued.timestamp() if enqueued is not None else time.time(),
+            time.time() if enqueued is None else enqueued,
             locked_until,
-            incoming.dead_letter_reason,
-            incoming.dead_letter_error_description,
+            reason,
+            description,
             sequence_number,
             receipt,
         ),
