@@ -12,7 +12,9 @@ demo's posting progress is the session state of ``demo/ingress``), and what was 
 handled again (each pull request's session state lists the deliveries its handler finished;
 a redelivered one is skipped), so every event takes effect once, in order, across runs. One
 handler call fails once (retried before any later event of its pull request), one payload is
-poison (dead-lettered with its reason), and one delivery has a bad signature (401).
+poison (dead-lettered with its reason), and one delivery has a bad signature (401). A run
+after one that completed starts over. ``--data-dir`` (or ``$QUEUE_RUNTIME_DEMO_DIR``) chooses
+where the SQLite file goes (default ``$XDG_DATA_HOME/queue-runtime``, else the temp directory).
 """
 
 from __future__ import annotations
@@ -178,7 +180,7 @@ async def post(port: int, delivery: Delivery) -> tuple[int, dict[str, Any]]:
     return int(status_line.split()[1]), answer if isinstance(answer, dict) else {}
 
 
-async def session_state(client: qr.QueueClient, session_id: str) -> dict[str, list[str]]:
+async def session_state(client: qr.QueueClient, session_id: str) -> dict[str, Any]:
     """A session's JSON state, waiting out the lock a killed earlier run may still hold."""
     session = await accept(client, session_id)
     try:
@@ -186,6 +188,14 @@ async def session_state(client: qr.QueueClient, session_id: str) -> dict[str, li
     finally:
         await session.close()
     return json.loads(raw) if raw else {}
+
+
+async def save_state(client: qr.QueueClient, session_id: str, state: dict[str, Any]) -> None:
+    session = await accept(client, session_id)
+    try:
+        await session.set_state(json.dumps(state).encode())
+    finally:
+        await session.close()
 
 
 async def accept(client: qr.QueueClient, session_id: str) -> qr.SessionClient:
@@ -218,11 +228,7 @@ async def ingress_side(client: qr.QueueClient, port: int, pace: float) -> None:
         if status != delivery.expected_status or misrouted:
             raise SystemExit(f"demo failed: the ingress answered {status} {answer}")
         posted.append(delivery.id)
-        session = await accept(client, LEDGER)
-        try:
-            await session.set_state(json.dumps({"posted": posted}).encode())
-        finally:
-            await session.close()
+        await save_state(client, LEDGER, {"posted": posted})
         await asyncio.sleep(pace)
 
 
@@ -300,17 +306,23 @@ def default_url(data_dir: str | None) -> str:
     return f"sqlite:///{(folder / 'demo.db').resolve()}"
 
 
+async def create_queue(client: qr.QueueClient) -> None:
+    await client.create_queue(
+        QUEUE, requires_session=True, max_delivery_count=5, lock_duration=LOCK_SECONDS
+    )
+
+
 async def main(args: argparse.Namespace) -> int:
     url = os.environ.get("QUEUE_RUNTIME_URL") or default_url(args.data_dir)
     say(f"queue: {url}  (QUEUE_RUNTIME_URL overrides; --fresh starts over)")
     pace = 0.25 if args.slow else 0.005
     async with qr.create_client(url) as client:
-        if args.fresh:
+        await create_queue(client)
+        if args.fresh or (await session_state(client, LEDGER)).get("completed"):
+            say("starting over" if args.fresh else "the last run had completed: starting over")
             with contextlib.suppress(qr.QueueNotFound):
                 await client.delete_queue(QUEUE)
-        await client.create_queue(
-            QUEUE, requires_session=True, max_delivery_count=5, lock_duration=LOCK_SECONDS
-        )
+            await create_queue(client)
         app = github_app(client, QUEUE, secret=SECRET)
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         server = uvicorn.Server(config)
@@ -355,6 +367,8 @@ async def main(args: argparse.Namespace) -> int:
             return 130
         say(f"processor: {dict(health.counters)}")
         ok = await verdict(client)
+        if ok:  # the next run starts over
+            await save_state(client, LEDGER, {"posted": [d.id for d in DELIVERIES], "completed": 1})
     if not ok:
         say("demo failed: events lost, doubled or out of order")
         return 1

@@ -60,6 +60,10 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert "dead-lettered: octo/lib#7 comment (poison): permanent-error" in out
     assert out.count(" in order\n") == 4
     assert "in order per pull request" in out
+    again = run_demo(tmp_path)  # a run after a completed one starts over
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "the last run had completed: starting over" in again.stdout
+    assert again.stdout.count("-> done") == HANDLED
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
