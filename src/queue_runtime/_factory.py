@@ -22,7 +22,7 @@ _ADAPTERS: dict[str, tuple[str, str, str | None]] = {
     "memory": ("queue_runtime.adapters.memory", "InMemoryQueueClient", None),
     "sqs": ("queue_runtime.adapters.sqs", "SqsQueueClient", "sqs"),
     "azure-servicebus": (
-        "queue_runtime.adapters.azure_servicebus",
+        "queue_runtime.adapters.servicebus",
         "ServiceBusQueueClient",
         "azure",
     ),

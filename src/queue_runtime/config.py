@@ -98,18 +98,48 @@ class AwsSqsConfig(_Model):
 
 
 class AzureServiceBusConfig(_Model):
-    """Azure Service Bus: a connection string, or a namespace with an Azure identity."""
+    """Azure Service Bus: a connection string, or a namespace with an Azure identity.
+
+    ``auth`` picks the identity: ``connection_string`` (SAS key or the emulator's
+    ``UseDevelopmentEmulator=true``), ``default`` (azure-identity's DefaultAzureCredential),
+    ``managed_identity`` (``client_id`` for a user-assigned one), ``client_secret``
+    (``tenant_id``, ``client_id``, ``client_secret``), or ``credential``: any TokenCredential
+    object, sync or async (setting ``credential`` implies it). azure-identity is imported only
+    when an identity is asked for.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, arbitrary_types_allowed=True
+    )
 
     kind: Literal["azure-servicebus"] = "azure-servicebus"
     connection_string: SecretStr | None = None
     namespace: str | None = None
-    auth: Literal["connection_string", "default", "managed_identity", "client_secret"] = (
-        "connection_string"
-    )
+    auth: Literal[
+        "connection_string", "default", "managed_identity", "client_secret", "credential"
+    ] = "connection_string"
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    #: A TokenCredential (``get_token(*scopes)``, sync or async); never printed.
+    credential: Any = Field(default=None, repr=False)
+    #: Talk to a local emulator without TLS (the connection string's
+    #: ``UseDevelopmentEmulator=true`` says the same).
+    use_development_emulator: bool = False
+    #: ``host:port`` of the management (ATOM) API when it is not the endpoint's own (for
+    #: example Microsoft's emulator, which serves it on port 5300).
+    admin_endpoint: str | None = None
+    #: Attempts the SDK adds to a failed send, receive or settlement (its exponential
+    #: backoff); session acceptance is never retried by the SDK.
+    retry_total: int = Field(default=3, ge=0, le=10)
     max_message_size: int = Field(default=256 * 1024, gt=0, le=100 * _MIB)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _credential_implies_auth(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("credential") is not None and "auth" not in data:
+            return {**data, "auth": "credential"}
+        return data
 
     @pydantic.model_validator(mode="after")
     def _auth_complete(self) -> Self:
@@ -121,6 +151,10 @@ class AzureServiceBusConfig(_Model):
             self.tenant_id and self.client_id and self.client_secret
         ):
             raise ValueError("auth 'client_secret' needs tenant_id, client_id and client_secret")
+        if self.auth == "credential" and not callable(getattr(self.credential, "get_token", None)):
+            raise ValueError("auth 'credential' needs a credential with get_token(*scopes)")
+        if self.auth != "credential" and self.credential is not None:
+            raise ValueError(f"credential is used by auth 'credential', not {self.auth!r}")
         return self
 
 

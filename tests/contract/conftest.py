@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,58 @@ def _sqs(request: pytest.FixtureRequest) -> ContractTarget:
         # a short poll already returns every visible message: nothing to wait longer for
         quiet_timeout=0.2,
         notes={"server": "moto's ThreadedMotoServer on a free loopback port"},
+    )
+
+
+@pytest.fixture(scope="session")
+def servicebus_emulator() -> Iterator[Any]:
+    """Our Service Bus emulator on a free port (AMQP, and its ATOM admin API on the same port)."""
+    pytest.importorskip("proton", reason="the emulator needs queue-runtime[emulator]")
+    emulator_module = pytest.importorskip("queue_runtime.testing.servicebus_emulator")
+    with emulator_module.running_emulator() as emulator:
+        yield emulator
+
+
+def _azure(request: pytest.FixtureRequest) -> ContractTarget:
+    """The Service Bus adapter over AMQP to our emulator, by its connection string alone
+    (queues through the emulator's ATOM admin API, with the administration client)."""
+    sb = pytest.importorskip("queue_runtime.adapters.servicebus")
+    emulator = request.getfixturevalue("servicebus_emulator")
+    from queue_runtime import AzureServiceBusConfig
+
+    config = AzureServiceBusConfig(connection_string=emulator.connection_string)
+    return ContractTarget(
+        name="azure",
+        make_client=lambda: sb.ServiceBusQueueClient(config, default_timeout=timedelta(seconds=5)),
+        advance=asyncio.sleep,
+        short_lock=timedelta(seconds=3),
+        receive_timeout=3.0,
+        quiet_timeout=0.3,
+        notes={"server": "queue_runtime.testing.servicebus_emulator over AMQP 1.0"},
+    )
+
+
+def _azure_namespace(request: pytest.FixtureRequest) -> ContractTarget:
+    """The Service Bus adapter against a real namespace (AZURE_SERVICEBUS_CONNECTION_STRING)."""
+    conn = os.environ.get("AZURE_SERVICEBUS_CONNECTION_STRING", "")
+    if not conn or "usedevelopmentemulator=true" in conn.replace(" ", "").lower():
+        pytest.skip(
+            "no real Service Bus namespace: set AZURE_SERVICEBUS_CONNECTION_STRING to a "
+            "namespace's connection string (with Manage rights) to run the contract against it"
+        )
+    sb = pytest.importorskip("queue_runtime.adapters.servicebus")
+    from queue_runtime import AzureServiceBusConfig
+
+    config = AzureServiceBusConfig(connection_string=conn)
+    return ContractTarget(
+        name="azure-namespace",
+        make_client=lambda: sb.ServiceBusQueueClient(config, default_timeout=timedelta(seconds=10)),
+        advance=asyncio.sleep,
+        # the service's shortest lock
+        short_lock=timedelta(seconds=5),
+        receive_timeout=10.0,
+        quiet_timeout=2.0,
+        notes={"server": "a real Azure Service Bus namespace"},
     )
 
 
@@ -131,6 +184,8 @@ TARGET_FACTORIES: dict[str, TargetFactory] = {
     "sqlite": _sqlite,
     "sqlite-realtime": _sqlite_realtime,
     "postgresql": _postgresql,
+    "azure": _azure,
+    "azure-namespace": _azure_namespace,
 }
 
 CONTRACT_TARGETS = [pytest.param(name, id=name) for name in TARGET_FACTORIES]

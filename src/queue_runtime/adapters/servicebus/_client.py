@@ -1,0 +1,577 @@
+"""`ServiceBusQueueClient`: the `QueueClient` port on Azure Service Bus (async SDK, AMQP 1.0).
+
+Everything is native: sessions are Service Bus sessions (exclusive across processes), the
+dead-letter queue is the queue's ``$DeadLetterQueue`` sub-queue, scheduling and TTL are the
+message's own fields, locks are peek-lock locks. Senders are opened once per queue and
+receivers pooled per queue (a receive borrows an idle one, so concurrent receives do not
+share a link's credit); all are closed with the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessageBatch
+from azure.servicebus.exceptions import MessageSizeExceededError
+
+from ..._arguments import (
+    check_max_messages,
+    check_sequence_number,
+    message_sequence,
+    queue_definition,
+    queue_name,
+    timeout_seconds,
+)
+from ..._capabilities import Capabilities
+from ..._clock import to_seconds
+from ..._errors import (
+    BatchSendError,
+    ConfigurationError,
+    ConnectionError,
+    QueueError,
+    SessionLocked,
+    TimeoutError,
+    ValidationError,
+)
+from ..._lifecycle import ClientLifecycle
+from ..._logging import get_logger
+from ..._messages import Message, ReceivedMessage, validate_message
+from ..._names import MessageId, QueueName, SessionId
+from ...config import AzureServiceBusConfig
+from ...engine import QueueSettings, QueueStatistics
+from ...ports import DEFAULT_LOCK_DURATION, DEFAULT_MAX_DELIVERY_COUNT, QueueClient, Timeout
+from ._administration import Administration
+from ._codec import METADATA_RESERVE, decode, encode
+from ._connection import Connection, connect, endpoint_of, withdraw_credit
+from ._errors import translate
+from ._naming import Entity, entity
+from ._peek import peek
+from ._sessions import MIN_WAIT, ServiceBusSessionClient
+from ._settlement import Receipt, Settling, renew
+
+__all__ = ["ServiceBusQueueClient"]
+
+_log = get_logger("adapters.servicebus")
+
+_DEFAULT_TIMEOUT: Final = 30.0
+#: How long past its timeout a next-available accept may take before we stop waiting for
+#: the service's answer (it normally answers at the timeout itself).
+_ACCEPT_GRACE: Final = 10.0
+#: Most bytes AMQP adds to an application property beyond its key and value (two str32
+#: headers); below the limit by this much per attribute, a message cannot exceed it.
+_ATTRIBUTE_FRAMING: Final = 10
+_new_str = str.__new__
+#: The settings of a queue this client may not read (no Manage right): checked by the service.
+UNKNOWN_SETTINGS: Final = QueueSettings()
+
+
+class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
+    """Queues on Azure Service Bus (or the local emulator) through the async azure-servicebus SDK.
+
+    ``config`` is a connection string or a namespace with an Azure identity, and where queue
+    management goes when that is not the namespace (an emulator's admin port); see
+    `AzureServiceBusConfig`.
+    """
+
+    def __init__(
+        self,
+        config: AzureServiceBusConfig,
+        *,
+        default_timeout: float | timedelta = _DEFAULT_TIMEOUT,
+    ) -> None:
+        if not isinstance(config, AzureServiceBusConfig):
+            raise ValidationError("ServiceBusQueueClient takes an AzureServiceBusConfig")
+        self._config = config
+        self._endpoint = endpoint_of(config)  # ConfigurationError now, not at open
+        self._default_timeout = to_seconds(default_timeout)
+        self._max_size = config.max_message_size - METADATA_RESERVE
+        self._capabilities = Capabilities(
+            sessions=True,
+            session_state=True,
+            exclusive_sessions_across_processes=True,
+            scheduled_messages=True,
+            message_ttl=True,
+            lock_renewal=True,
+            durable=True,
+            peek=True,
+            statistics=True,
+            max_message_size=self._max_size,
+        )
+        self._connection: Connection | None = None
+        self._admin: Administration | None = None
+        self._settings: dict[str, QueueSettings] = {}
+        self._senders: dict[str, Any] = {}
+        self._idle: dict[tuple[str, bool], list[Any]] = {}
+        self._receivers: list[Any] = []
+        self._sessions: set[ServiceBusSessionClient] = set()
+        self._opening: dict[object, asyncio.Lock] = {}
+        self._closing: set[asyncio.Future[None]] = set()
+
+    def __repr__(self) -> str:
+        # the namespace only: never the connection string or a credential
+        return (
+            f"ServiceBusQueueClient(state={self._state!r}, namespace={self._endpoint.namespace!r})"
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    @property
+    def config(self) -> AzureServiceBusConfig:
+        return self._config
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if not self._needs_open():
+            return
+        self._connection = connect(self._config, retry_total=self._config.retry_total)
+        self._admin = Administration(self._connection.admin)
+        self._state = "open"
+        _log.debug("opened client for %s", self._endpoint.namespace)
+
+    async def aclose(self) -> None:
+        if self._state != "open":
+            self._state = "closed"
+            return
+        self._state = "closed"
+        # sessions first (their locks are released), then every link, all at once
+        await asyncio.gather(*(session.close() for session in list(self._sessions)))
+        handlers = [*self._senders.values(), *self._receivers]
+        self._senders.clear()
+        self._receivers.clear()
+        self._idle.clear()
+        await asyncio.gather(*(_close_quietly(h) for h in handlers), *list(self._closing))
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+        _log.debug("closed client for %s", self._endpoint.namespace)
+
+    def _close_later(self, handler: Any) -> None:
+        """Close a link that holds nothing in the background (the SDK's close waits up to a
+        second for its keep-alive task); `aclose` waits for it."""
+        task = asyncio.ensure_future(_close_quietly(handler))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _conn(self) -> Connection:
+        if self._state != "open" or self._connection is None:
+            self._check_open()
+        assert self._connection is not None
+        return self._connection
+
+    def _lock(self, key: object) -> asyncio.Lock:
+        lock = self._opening.get(key)
+        if lock is None:
+            lock = self._opening[key] = asyncio.Lock()
+        return lock
+
+    # -- administration ------------------------------------------------------------------
+
+    async def create_queue(
+        self,
+        queue: QueueName | str,
+        *,
+        requires_session: bool = False,
+        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
+        lock_duration: float | timedelta = DEFAULT_LOCK_DURATION,
+        default_message_ttl: float | timedelta | None = None,
+        dead_letter_on_expiration: bool = False,
+    ) -> None:
+        self._check_open()
+        name, settings = queue_definition(
+            queue,
+            requires_session=requires_session,
+            max_delivery_count=max_delivery_count,
+            lock_duration=lock_duration,
+            default_message_ttl=default_message_ttl,
+            dead_letter_on_expiration=dead_letter_on_expiration,
+        )
+        assert self._admin is not None
+        path = entity(name).path
+        self._settings[path.lower()] = await self._admin.create(path, settings)
+
+    async def delete_queue(self, queue: QueueName | str) -> None:
+        self._check_open()
+        name = queue_name(queue)
+        if name.is_dead_letter:
+            raise ValidationError("dead-letter queues are deleted with their queue")
+        path = entity(name).path
+        self._forget(path)
+        assert self._admin is not None
+        await self._admin.delete(path)
+
+    def _forget(self, path: str) -> None:
+        """Drop what this client cached for a queue (its settings, sender and receivers)."""
+        key = path.lower()
+        self._settings.pop(key, None)
+        handlers = [self._senders.pop(key)] if key in self._senders else []
+        for dead_letter in (False, True):
+            handlers.extend(self._idle.pop((key, dead_letter), ()))
+        for handler in handlers:
+            if handler in self._receivers:
+                self._receivers.remove(handler)
+            self._close_later(handler)
+
+    async def get_queue_statistics(self, queue: QueueName | str) -> QueueStatistics:
+        self._check_open()
+        name = queue_name(queue)
+        if name.is_dead_letter:
+            raise ValidationError("statistics are of a queue (its dead letters included)")
+        assert self._admin is not None
+        return await self._admin.statistics(entity(name).path)
+
+    async def _queue_settings(self, path: str) -> QueueSettings:
+        """The queue's settings (looked up once per client); `QueueNotFound` if absent.
+
+        Reading them needs the Manage right; with a Send/Listen-only key they are
+        `UNKNOWN_SETTINGS` and the service itself refuses what does not fit the queue.
+        """
+        key = path.lower()
+        settings = self._settings.get(key)
+        if settings is None:
+            assert self._admin is not None
+            try:
+                settings = await self._admin.settings(path)
+            except ConfigurationError as exc:
+                _log.debug("cannot read the settings of %s (%s): the service checks", path, exc)
+                settings = UNKNOWN_SETTINGS
+            self._settings[key] = settings
+        return settings
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _sender(self, path: str) -> Any:
+        key = path.lower()
+        sender = self._senders.get(key)
+        if sender is not None:
+            return sender
+        async with self._lock(("sender", key)):
+            sender = self._senders.get(key)
+            if sender is None:
+                _log.debug("open sender %s", path)
+                sender = self._conn().messaging.get_queue_sender(path)
+                try:
+                    with translate("open sender", path):
+                        await sender.__aenter__()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await sender.close()
+                    raise
+                self._check_open()
+                self._senders[key] = sender
+        return sender
+
+    async def _target(self, queue: QueueName | str) -> tuple[str, QueueSettings]:
+        if self._state != "open":
+            self._check_open()
+        name = queue_name(queue)
+        if name.is_dead_letter:
+            raise ValidationError("messages cannot be sent to a dead-letter queue")
+        path = str(name)
+        return path, await self._queue_settings(path)
+
+    async def send_message(self, queue: QueueName | str, message: Message) -> MessageId:
+        path, settings = await self._target(queue)
+        size = validate_message(
+            message, max_size=self._max_size, requires_session=settings.requires_session
+        )
+        outgoing = encode(message, _default_ttl(settings))
+        attributes = message.attributes
+        if attributes and size + _ATTRIBUTE_FRAMING * len(attributes) > self._max_size:
+            # near the limit, many attributes: their AMQP framing may be what tips it over
+            _check_encoded_size([outgoing], self._config.max_message_size)
+        sender = await self._sender(path)
+        subject = f"{path} message {message.message_id}"
+        _log.debug("send %s", subject)
+        with translate("send", subject):
+            await sender.send_messages(outgoing)
+        return _new_str(MessageId, message.message_id)
+
+    async def send_messages(
+        self, queue: QueueName | str, messages: Sequence[Message]
+    ) -> list[MessageId]:
+        path, settings = await self._target(queue)
+        messages = list(message_sequence(messages))
+        for message in messages:
+            validate_message(
+                message, max_size=self._max_size, requires_session=settings.requires_session
+            )
+        if not messages:
+            return []
+        sender = await self._sender(path)
+        batches = await self._batches(sender, path, messages, _default_ttl(settings))
+        sent: list[str] = []
+        for index, (batch, members) in enumerate(batches):
+            _log.debug("send %s batch of %d (%s..)", path, len(members), members[0].message_id)
+            try:
+                with translate("send", f"{path} batch of {len(members)}"):
+                    await sender.send_messages(batch)
+            except QueueError as exc:
+                raise _batch_error(exc, path, sent, batches, index) from exc
+            sent.extend(m.message_id for m in members)
+        return [_new_str(MessageId, m.message_id) for m in messages]
+
+    async def _batches(
+        self, sender: Any, path: str, messages: list[Message], default_ttl: timedelta | None
+    ) -> list[tuple[ServiceBusMessageBatch, list[Message]]]:
+        """Every message placed in a batch the SDK sized (before anything is sent): a new
+        batch starts when one is full or the session changes (Service Bus takes a batch as
+        one unit, routed by its first message's session)."""
+        batches: list[tuple[ServiceBusMessageBatch, list[Message]]] = []
+        batch: ServiceBusMessageBatch | None = None
+        members: list[Message] = []
+        session: object = None
+        for message in messages:
+            outgoing = encode(message, default_ttl)
+            if batch is not None and message.session_id == session:
+                try:
+                    batch.add_message(outgoing)
+                except MessageSizeExceededError:
+                    pass
+                else:
+                    members.append(message)
+                    continue
+            with translate("create batch", path):
+                fresh: ServiceBusMessageBatch = await sender.create_message_batch()
+            try:
+                fresh.add_message(outgoing)
+            except MessageSizeExceededError:
+                raise ValidationError(
+                    f"message {message.message_id!r} is larger than Service Bus takes "
+                    f"({fresh.max_size_in_bytes} bytes with its properties)"
+                ) from None
+            batch, members, session = fresh, [message], message.session_id
+            batches.append((batch, members))
+        return batches
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def _borrow(self, where: Entity) -> Any:
+        idle = self._idle.get(where.key)
+        if idle:
+            return idle.pop()
+        _log.debug("open receiver %s%s", where.path, " (dead letters)" if where.dead_letter else "")
+        receiver = self._conn().messaging.get_queue_receiver(where.path, sub_queue=where.sub_queue)
+        try:
+            with translate("open receiver", where.path):
+                await receiver.__aenter__()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await receiver.close()
+            raise
+        self._receivers.append(receiver)
+        return receiver
+
+    def _give_back(self, where: Entity, receiver: Any) -> None:
+        if self._state == "open" and receiver in self._receivers:
+            self._idle.setdefault(where.key, []).append(receiver)
+
+    async def receive_message(
+        self, queue: QueueName | str, *, timeout: Timeout = None
+    ) -> ReceivedMessage | None:
+        received = await self._receive(queue, 1, timeout)
+        return received[0] if received else None
+
+    async def receive_messages(
+        self, queue: QueueName | str, *, max_messages: int = 10, timeout: Timeout = None
+    ) -> list[ReceivedMessage]:
+        return await self._receive(queue, check_max_messages(max_messages), timeout)
+
+    async def _receive(
+        self, queue: QueueName | str, max_messages: int, timeout: Timeout
+    ) -> list[ReceivedMessage]:
+        if self._state != "open":
+            self._check_open()
+        name = queue_name(queue)
+        wait = timeout_seconds(timeout, self._default_timeout)
+        where = entity(name)
+        settings = await self._queue_settings(where.path)
+        if settings.requires_session and not where.dead_letter:
+            raise ValidationError(
+                f"queue {str(name)!r} requires sessions: use accept_session to receive"
+            )
+        receiver = await self._borrow(where)
+        try:
+            _log.debug("receive %s (up to %d, %.3f s)", name, max_messages, wait)
+            with translate("receive", str(name)):
+                incoming = await receiver.receive_messages(
+                    max_message_count=max_messages, max_wait_time=max(wait, MIN_WAIT)
+                )
+                if len(incoming) < max_messages:
+                    await withdraw_credit(receiver)
+        finally:
+            self._give_back(where, receiver)
+        label = str(name)
+        return [decode(m, Receipt(self, label, receiver, m, None)) for m in incoming]
+
+    # -- settling ------------------------------------------------------------------------
+
+    def _receipt(self, message: ReceivedMessage) -> Receipt:
+        receipt = message.receipt if type(message) is ReceivedMessage else None
+        if type(receipt) is Receipt and receipt.owner is self and receipt.holder is None:
+            if self._state != "open":
+                self._check_open()
+            return receipt
+        self._check_open()
+        if not isinstance(message, ReceivedMessage):
+            raise ValidationError(f"expected a ReceivedMessage, not {type(message).__name__}")
+        receipt = message.receipt
+        if receipt is None:
+            raise ValidationError("a peeked message cannot be settled")
+        if not isinstance(receipt, Receipt) or receipt.owner is not self:
+            raise ValidationError("this message was not received through this client")
+        raise ValidationError(
+            "this message was received through a session: settle it through that session"
+        )
+
+    async def renew_message_lock(self, message: ReceivedMessage) -> datetime:
+        return await renew(self._receipt(message))
+
+    # -- peeking -------------------------------------------------------------------------
+
+    async def peek_messages(
+        self,
+        queue: QueueName | str,
+        *,
+        max_messages: int = 10,
+        from_sequence_number: int | None = None,
+    ) -> list[ReceivedMessage]:
+        self._check_open()
+        name = queue_name(queue)
+        count = check_max_messages(max_messages)
+        start = check_sequence_number(from_sequence_number)
+        where = entity(name)
+        await self._queue_settings(where.path)
+        receiver = await self._borrow(where)
+        try:
+            return await peek(receiver, count, start, str(name))
+        finally:
+            self._give_back(where, receiver)
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def accept_session(
+        self,
+        queue: QueueName | str,
+        session_id: str | None = None,
+        *,
+        timeout: Timeout = None,
+    ) -> ServiceBusSessionClient | None:
+        self._check_open()
+        name = queue_name(queue)
+        wait = timeout_seconds(timeout, self._default_timeout)
+        if session_id is not None:
+            session_id = SessionId(session_id)
+        where = entity(name)
+        settings = None if where.dead_letter else await self._queue_settings(where.path)
+        if settings is None or not (settings.requires_session or settings is UNKNOWN_SETTINGS):
+            raise ValidationError(f"queue {str(name)!r} has no sessions")
+        sessions = self._conn().sessions
+        if session_id is not None:
+            subject = f"{where.path} session {session_id}"
+            receiver = sessions.get_queue_receiver(where.path, session_id=session_id)
+            budget = None
+        else:
+            subject = f"{where.path} next available session"
+            receiver = sessions.get_queue_receiver(
+                where.path,
+                session_id=NEXT_AVAILABLE_SESSION,
+                max_wait_time=max(wait, MIN_WAIT),
+            )
+            budget = max(wait, MIN_WAIT) + _ACCEPT_GRACE
+        _log.debug("accept %s", subject)
+        try:
+            with translate("accept session", subject):
+                async with asyncio.timeout(budget):
+                    await receiver.__aenter__()
+        except TimeoutError:
+            self._close_later(receiver)
+            if session_id is None:
+                return None  # no session became available in time
+            raise
+        except BaseException:
+            self._close_later(receiver)
+            raise
+        if self._state != "open":
+            await _close_quietly(receiver)
+            self._check_open()
+        if not _holds_session(receiver):
+            # The service refused the attach (it answers with no session and detaches; the
+            # SDK reports that only at the link's next use): held by another receiver, or,
+            # for next-available, none became ready within the timeout.
+            self._close_later(receiver)
+            if session_id is None:
+                return None
+            _log.debug("%s is held by another receiver", subject)
+            raise SessionLocked(f"Service Bus accept session ({subject}): held by another receiver")
+        session = ServiceBusSessionClient(
+            self,
+            where.path,
+            receiver,
+            default_timeout=self._default_timeout,
+            check_open=self._check_open,
+            on_close=self._sessions.discard,
+        )
+        self._sessions.add(session)
+        _log.debug("accepted %s", session._subject)
+        return session
+
+
+def _default_ttl(settings: QueueSettings) -> timedelta | None:
+    ttl = settings.default_message_ttl
+    return None if ttl is None else timedelta(seconds=ttl)
+
+
+def _holds_session(receiver: Any) -> bool:
+    """Whether the service attached ``receiver`` to a session: it then names the session and
+    its lock expiry (`com.microsoft:locked-until-utc`) in its attach."""
+    session = receiver.session
+    return isinstance(session.session_id, str) and session.locked_until_utc is not None
+
+
+async def _close_quietly(handler: Any) -> None:
+    with contextlib.suppress(Exception):
+        await handler.close()
+
+
+def _check_encoded_size(outgoing: list[Any], limit: int) -> None:
+    """Refuse a message whose AMQP encoding (with its many attributes) exceeds ``limit``."""
+    batch = ServiceBusMessageBatch(max_size_in_bytes=limit)
+    for message in outgoing:
+        try:
+            batch.add_message(message)
+        except MessageSizeExceededError:
+            raise ValidationError(
+                f"message {message.message_id!r} is larger than Service Bus takes "
+                f"({limit} bytes with its properties)"
+            ) from None
+
+
+def _batch_error(
+    exc: QueueError,
+    path: str,
+    sent: list[str],
+    batches: list[tuple[Any, list[Message]]],
+    index: int,
+) -> BatchSendError:
+    """`BatchSendError` for batch ``index`` failing with ``exc``: earlier batches were sent,
+    later ones were not; the failed one's outcome is unknown if the reply was lost."""
+    current = [m.message_id for m in batches[index][1]]
+    later = [m.message_id for _, members in batches[index + 1 :] for m in members]
+    unknown = exc.outcome_unknown or isinstance(exc, (TimeoutError, ConnectionError))
+    reason = exc.message
+    failed = [(mid, reason) for mid in ([] if unknown else current) + later]
+    return BatchSendError(
+        f"Service Bus send to {path}: {len(sent)} sent, "
+        f"{len(current) if unknown else 0} of unknown outcome, {len(failed)} not sent: {reason}",
+        sent=sent,
+        failed=failed,
+        unknown=current if unknown else (),
+        retryable=exc.retryable,
+    )
