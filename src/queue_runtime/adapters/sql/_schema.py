@@ -16,7 +16,7 @@ from ._statements import Dialect
 __all__ = ["SCHEMA_VERSION", "SchemaVersionError", "migration_plan", "version_statements"]
 
 #: The version this code writes and understands.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 
 class SchemaVersionError(ConfigurationError):
@@ -68,6 +68,14 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             lease_until {double} NOT NULL DEFAULT 0,
             state {blob},
             PRIMARY KEY (queue_id, session_id))""",
+    ),
+    # 2: every queue's messages in sequence order (receives, the next ready session: no
+    # sort), and session messages by session, in an index of their own
+    (
+        "DROP INDEX {ns}messages_order",
+        "CREATE INDEX {ix}messages_queue_order ON {ns}messages (queue_id, seq)",
+        "CREATE INDEX {ix}messages_sessions ON {ns}messages (queue_id, partition_key, seq)"
+        " WHERE partition_key <> ''",
     ),
 )
 
