@@ -261,15 +261,10 @@ def _lock(
     now: float,
     token: int,
 ) -> Op[list[Any]]:
-    """Lock the partition's next deliverable messages (``partition``: a session id, or ``''``
-    for a queue without sessions)."""
-    spendable = _spendable(queue)
-    sql, params = (
-        (st.lock_next_in_session, (queue.id, partition))
-        if partition
-        else (st.lock_next, (queue.id,))
+    rows = yield Query(
+        st.lock_next,
+        (token, locked_until, queue.id, partition, now, now, _spendable(queue), now, max_messages),
     )
-    rows = yield Query(sql, (token, locked_until, *params, now, now, spendable, now, max_messages))
     return list(rows)
 
 

@@ -69,12 +69,10 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             state {blob},
             PRIMARY KEY (queue_id, session_id))""",
     ),
-    # 2: every queue's messages in sequence order (receives, the next ready session: no
-    # sort), and session messages by session, in an index of their own
+    # 2: session messages of every session in sequence order, so the next ready session is
+    # found without sorting the queue
     (
-        "DROP INDEX {ns}messages_order",
-        "CREATE INDEX {ix}messages_queue_order ON {ns}messages (queue_id, seq)",
-        "CREATE INDEX {ix}messages_sessions ON {ns}messages (queue_id, partition_key, seq)"
+        "CREATE INDEX {ix}messages_sessions_order ON {ns}messages (queue_id, seq)"
         " WHERE partition_key <> ''",
     ),
 )

@@ -68,8 +68,6 @@ _QUEUE_COLUMNS: Final = (
 
 # a message is available when visible and not under a live lock
 _AVAILABLE: Final = "visible_at <= ? AND (lock_token = 0 OR locked_until <= ?)"
-# one session's messages (the literal lets the planner use the sessions' partial index)
-_IN_SESSION: Final = "partition_key = ? AND partition_key <> ''"
 # ... and deliverable when also neither spent nor expired (those wait for `sweep` to move them)
 _DELIVERABLE: Final = (
     f"{_AVAILABLE} AND delivery_count < ? AND (expires_at IS NULL OR expires_at > ?)"
@@ -117,14 +115,7 @@ _SQL: Final[dict[str, str]] = {
     "lock_next": (
         "UPDATE {ns}messages SET lock_token = ?, locked_until = ?,"
         " delivery_count = delivery_count + 1 WHERE seq IN (SELECT seq FROM {ns}messages"
-        f" WHERE queue_id = ? AND partition_key = '' AND {_DELIVERABLE}"
-        " ORDER BY seq LIMIT ? {skip_locked})"
-        f" RETURNING {MESSAGE_COLUMNS}"
-    ),
-    "lock_next_in_session": (
-        "UPDATE {ns}messages SET lock_token = ?, locked_until = ?,"
-        " delivery_count = delivery_count + 1 WHERE seq IN (SELECT seq FROM {ns}messages"
-        f" WHERE queue_id = ? AND {_IN_SESSION} AND {_DELIVERABLE}"
+        f" WHERE queue_id = ? AND partition_key = ? AND {_DELIVERABLE}"
         " ORDER BY seq LIMIT ? {skip_locked})"
         f" RETURNING {MESSAGE_COLUMNS}"
     ),
@@ -134,7 +125,7 @@ _SQL: Final[dict[str, str]] = {
     ),
     "peek_session": (
         f"SELECT {MESSAGE_COLUMNS} FROM {{ns}}messages WHERE queue_id = ?"
-        f" AND {_IN_SESSION} AND visible_at <= ? AND seq >= ? ORDER BY seq LIMIT ?"
+        " AND partition_key = ? AND visible_at <= ? AND seq >= ? ORDER BY seq LIMIT ?"
     ),
     # -- settling -----------------------------------------------------------------------------
     "complete": ("DELETE FROM {ns}messages WHERE seq = ? AND lock_token = ? AND locked_until > ?"),
@@ -167,7 +158,7 @@ _SQL: Final[dict[str, str]] = {
         " WHERE s.lease_token = 0 OR s.lease_until <= ? RETURNING lease_until"
     ),
     "next_ready_session": (
-        "SELECT m.partition_key FROM {ns}messages m WHERE m.queue_id = ?"
+        "SELECT m.partition_key FROM {ns}messages m WHERE m.queue_id = ? AND m.partition_key <> ''"
         " AND m.visible_at <= ? AND (m.lock_token = 0 OR m.locked_until <= ?)"
         " AND m.delivery_count < ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
         " AND NOT EXISTS (SELECT 1 FROM {ns}sessions s WHERE s.queue_id = m.queue_id"
@@ -183,8 +174,8 @@ _SQL: Final[dict[str, str]] = {
         " AND lease_token = ? AND lease_until > ?"
     ),
     "renew_session_messages": (
-        "UPDATE {ns}messages SET locked_until = ? WHERE queue_id = ?"
-        f" AND {_IN_SESSION} AND lock_token <> 0 AND locked_until > ?"
+        "UPDATE {ns}messages SET locked_until = ? WHERE queue_id = ? AND partition_key = ?"
+        " AND lock_token <> 0 AND locked_until > ?"
     ),
     "end_lease": (
         "UPDATE {ns}sessions SET lease_token = 0, lease_until = 0 WHERE queue_id = ?"
@@ -193,12 +184,12 @@ _SQL: Final[dict[str, str]] = {
     "dead_letter_spent_in_session": (
         f"UPDATE {{ns}}messages SET {_TO_DEAD_LETTER}, dead_letter_reason = ?,"
         " dead_letter_description = 'delivered ' || delivery_count || ' times without being"
-        f" completed' WHERE queue_id = ? AND {_IN_SESSION} AND lock_token <> 0"
+        " completed' WHERE queue_id = ? AND partition_key = ? AND lock_token <> 0"
         " AND locked_until > ? AND delivery_count >= ?"
     ),
     "unlock_session_messages": (
         "UPDATE {ns}messages SET lock_token = 0, locked_until = 0 WHERE queue_id = ?"
-        f" AND {_IN_SESSION} AND lock_token <> 0 AND locked_until > ?"
+        " AND partition_key = ? AND lock_token <> 0 AND locked_until > ?"
     ),
     "forget_session": (
         "DELETE FROM {ns}sessions WHERE queue_id = ? AND session_id = ? AND lease_token = 0"
@@ -244,7 +235,6 @@ class Statements:
     dead_letter_expired: str
     delete_expired: str
     lock_next: str
-    lock_next_in_session: str
     peek: str
     peek_session: str
     complete: str
