@@ -34,6 +34,8 @@ def test_sqlite_urls() -> None:
     assert relative.provider.path == "queues.db"
     client = qr.create_client("sqlite:///tmp/x/queues.db")
     assert isinstance(client, SqliteQueueClient)
+    # four slashes (SQLAlchemy's absolute form) name the same file
+    assert repr(qr.create_client("sqlite:////tmp/x/queues.db")) == repr(client)
 
 
 def test_postgres_urls_keep_the_password_secret() -> None:
