@@ -34,6 +34,8 @@ def test_sqlite_urls() -> None:
     assert relative.provider.path == "queues.db"
     client = qr.create_client("sqlite:///tmp/x/queues.db")
     assert isinstance(client, SqliteQueueClient)
+    # four slashes (SQLAlchemy's absolute form) name the same file
+    assert repr(qr.create_client("sqlite:////tmp/x/queues.db")) == repr(client)
 
 
 def test_postgres_urls_keep_the_password_secret() -> None:
@@ -219,3 +221,30 @@ async def test_a_session_receive_outlives_a_renewal_made_while_it_waits(
         await sql_client.send_message("s", qr.Message(b"late", session_id="a"))
         got = await waiting
         assert got is not None and got.body == b"late"
+
+
+@pytest.mark.asyncio
+async def test_statistics_count_what_the_queue_holds(sql_client: qr.QueueClient) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    await sql_client.create_queue("plain")
+    await sql_client.create_queue("orders", requires_session=True)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await sql_client.send_messages(
+        "plain",
+        [qr.Message(b"a"), qr.Message(b"b"), qr.Message(b"c", scheduled_enqueue_time=later)],
+    )
+    got = await sql_client.receive_message("plain", timeout=0)
+    assert got is not None
+    await sql_client.dead_letter_message(got, reason="bad")
+    locked = await sql_client.receive_message("plain", timeout=0)
+    assert locked is not None
+    plain = await sql_client.get_queue_statistics("plain")
+    assert (plain.active, plain.locked, plain.scheduled, plain.dead_letter) == (0, 1, 1, 1)
+    await sql_client.send_messages(
+        "orders", [qr.Message(b"1", session_id="s1"), qr.Message(b"2", session_id="s2")]
+    )
+    async with await sql_client.accept_session("orders", "s1") as session:
+        await session.set_state(b"x")
+        orders = await sql_client.get_queue_statistics("orders")
+        assert (orders.active, orders.sessions, orders.locked_sessions) == (2, 2, 1)

@@ -21,7 +21,7 @@ import pytest
 from sql_helpers import postgres_url
 
 import queue_runtime as qr
-from queue_runtime.adapters.sql import SchemaVersionError
+from queue_runtime.adapters.sql import SCHEMA_VERSION, SchemaVersionError
 from queue_runtime.adapters.sql.postgres import PostgresQueueClient, translate
 from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
 
@@ -151,7 +151,7 @@ async def test_a_schema_from_a_newer_release_is_refused(
         await make_client().open()
     assert isinstance(caught.value, qr.ConfigurationError)
     assert "99" in str(caught.value)
-    await _set_version(sql_config, 1)
+    await _set_version(sql_config, SCHEMA_VERSION)
     async with make_client() as client:
         got = await client.receive_message("q", timeout=0)
         assert got is not None and got.body == b"kept"
@@ -240,3 +240,33 @@ async def test_a_writer_holding_the_lock_too_long_is_a_timeout(tmp_path: Path) -
     finally:
         blocker.close()
     assert await _bodies(config) == [b"a", b"c"]
+
+
+async def test_a_schema_from_an_older_release_is_migrated_with_its_messages(
+    tmp_path: Path,
+) -> None:
+    from queue_runtime.adapters.sql._schema import _MIGRATIONS
+    from queue_runtime.adapters.sql.sqlite import sqlite_dialect
+
+    path = tmp_path / "old.db"
+    dialect = sqlite_dialect("qr_")
+    with sqlite3.connect(path) as raw:  # what release 1 left behind
+        raw.execute("CREATE TABLE qr_schema_version (version INTEGER NOT NULL)")
+        for sql in _MIGRATIONS[0]:
+            raw.execute(dialect.render(sql))
+        raw.execute("INSERT INTO qr_schema_version VALUES (1)")
+        raw.execute(
+            "INSERT INTO qr_queues (name, is_dead_letter, requires_session, max_delivery_count,"
+            " lock_duration, dead_letter_on_expiration) VALUES ('q', 0, 0, 10, 30, 0)"
+        )
+        raw.execute(
+            "INSERT INTO qr_messages (queue_id, partition_key, message_id, body, enqueued_at,"
+            " visible_at) VALUES (1, '', 'old-1', x'6f6c64', 0, 0)"
+        )
+    async with SqliteQueueClient(qr.SqliteConfig(path=str(path))) as client:
+        got = await client.receive_message("q", timeout=0)
+        assert got is not None and (got.message_id, got.body) == ("old-1", b"old")
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version FROM qr_schema_version").fetchone() == (2,)
+        indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"qr_messages_order", "qr_messages_sessions_order"} <= indexes

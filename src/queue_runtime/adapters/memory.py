@@ -27,7 +27,7 @@ from .._arguments import (
 )
 from .._capabilities import Capabilities
 from .._clock import Clock, ManualClock, SystemClock, to_datetime, to_seconds
-from .._errors import SessionLockLost, ValidationError
+from .._errors import QueueError, SessionLockLost, ValidationError
 from .._lifecycle import ClientLifecycle
 from .._logging import get_logger
 from .._messages import Message, ReceivedMessage
@@ -41,6 +41,7 @@ from ..ports import (
     QueueClient,
     SessionClient,
     Timeout,
+    batch_settle_error,
     settle_each,
 )
 
@@ -314,7 +315,20 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
         raise ValidationError("this message was not received through this client's broker")
 
     async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
-        await settle_each(self.complete_message, self._own(messages))
+        # one engine call per message, no await between them: the batch is settled at once
+        complete, now = self._engine.complete, self._clock.now()
+        settled: list[str] = []
+        failed: list[tuple[str, QueueError]] = []
+        for message in self._own(messages):
+            receipt = message.receipt
+            try:
+                complete(receipt[1], receipt[2], now)  # type: ignore[index]
+            except QueueError as exc:
+                failed.append((message.message_id, exc))
+            else:
+                settled.append(message.message_id)
+        if failed:
+            raise batch_settle_error(settled, failed)
 
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         await settle_each(self.abandon_message, self._own(messages))
@@ -322,7 +336,14 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
     def _own(self, messages: Sequence[ReceivedMessage]) -> Sequence[ReceivedMessage]:
         """``messages`` once each is known to be this client's to settle (a batch is checked
         whole before any of it is settled)."""
-        for message in received_sequence(messages):
+        if type(messages) is not list and type(messages) is not tuple:
+            received_sequence(messages)  # refuses what is not a sequence
+        engine, is_open = self._engine, self._state == "open"
+        for message in messages:
+            receipt = message.receipt if type(message) is ReceivedMessage else None
+            if type(receipt) is tuple and receipt[0] is engine and not receipt[3] and is_open:
+                continue  # the common case, without the checks below
+            received_sequence((message,))
             if self._receipt(message)[3]:
                 raise ValidationError(
                     "a session message is settled only through the SessionClient that received it"

@@ -130,12 +130,14 @@ def servicebus(port: int, host: str, admin_port: int) -> None:
         instance = emulator_type(port, host=host, admin_port=None if admin_port < 0 else admin_port)
         await _maybe_await(instance.start())
         try:
-            click.echo(f"AZURE_SERVICEBUS_CONNECTION_STRING={instance.connection_string}")
-            endpoint = getattr(instance, "admin_endpoint", None)
-            if endpoint is not None:
-                click.echo(f"management API: http://{endpoint}")
-            sys.stdout.flush()
+            # the handlers go in before the connection string is printed: whoever reads it may
+            # stop the emulator at once
             async with stop_on_signals() as stop:
+                click.echo(f"AZURE_SERVICEBUS_CONNECTION_STRING={instance.connection_string}")
+                endpoint = getattr(instance, "admin_endpoint", None)
+                if endpoint is not None:
+                    click.echo(f"management API: http://{endpoint}")
+                sys.stdout.flush()
                 await stop.wait()
         finally:
             await _maybe_await(instance.stop())

@@ -16,7 +16,7 @@ from ._statements import Dialect
 __all__ = ["SCHEMA_VERSION", "SchemaVersionError", "migration_plan", "version_statements"]
 
 #: The version this code writes and understands.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 
 class SchemaVersionError(ConfigurationError):
@@ -68,6 +68,12 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             lease_until {double} NOT NULL DEFAULT 0,
             state {blob},
             PRIMARY KEY (queue_id, session_id))""",
+    ),
+    # 2: session messages of every session in sequence order, so the next ready session is
+    # found without sorting the queue
+    (
+        "CREATE INDEX {ix}messages_sessions_order ON {ns}messages (queue_id, seq)"
+        " WHERE partition_key <> ''",
     ),
 )
 

@@ -158,7 +158,7 @@ _SQL: Final[dict[str, str]] = {
         " WHERE s.lease_token = 0 OR s.lease_until <= ? RETURNING lease_until"
     ),
     "next_ready_session": (
-        "SELECT m.partition_key FROM {ns}messages m WHERE m.queue_id = ?"
+        "SELECT m.partition_key FROM {ns}messages m WHERE m.queue_id = ? AND m.partition_key <> ''"
         " AND m.visible_at <= ? AND (m.lock_token = 0 OR m.locked_until <= ?)"
         " AND m.delivery_count < ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
         " AND NOT EXISTS (SELECT 1 FROM {ns}sessions s WHERE s.queue_id = m.queue_id"

@@ -11,7 +11,6 @@ live in their own schema (``queue_runtime`` unless configured).
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import timedelta
 from typing import Any, Final, TypeVar
 
@@ -94,7 +93,7 @@ def translate(exc: BaseException, where: str) -> QueueError:
         if code.startswith(("08", "57P")):
             return ConnectionError(f"{text}; the operation may have happened", outcome_unknown=True)
         return ProviderError(text, retryable=code in _RETRY)
-    if isinstance(exc, asyncpg.InterfaceError | OSError | socket.gaierror):
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError | OSError):
         return ConnectionError(
             f"{where}: {exc}; the operation may have happened", outcome_unknown=True
         )
@@ -104,6 +103,18 @@ def translate(exc: BaseException, where: str) -> QueueError:
 async def _keep_session(connection: Any) -> None:
     """A pooled connection needs no reset between operations: they set no session state
     (no SET, LISTEN or advisory locks outside a transaction) and end their transactions."""
+
+
+def _broken(exc: BaseException) -> bool:
+    """Whether ``exc`` leaves its connection unusable (lost, or in a state asyncpg gave up on)."""
+    asyncpg = _asyncpg()
+    return isinstance(
+        exc,
+        asyncpg.InterfaceError
+        | asyncpg.exceptions.InternalClientError
+        | asyncpg.PostgresConnectionError
+        | OSError,
+    )
 
 
 def _rowcount(status: str) -> int:
@@ -235,8 +246,16 @@ class PostgresDatabase(Database):
         if pool is None:
             raise ConfigurationError(f"{self._where} is not open")
         try:
-            async with pool.acquire() as connection, connection.transaction():
-                return await self._drive(connection, op)
+            async with pool.acquire() as connection:
+                try:
+                    async with connection.transaction():
+                        return await self._drive(connection, op)
+                except QueueError:
+                    raise
+                except Exception as exc:
+                    if _broken(exc):  # the pool must not hand this connection out again
+                        connection.terminate()
+                    raise
         except QueueError:
             raise
         except Exception as exc:

@@ -177,7 +177,10 @@ class SqliteDatabase(Database):
 
     def __init__(self, config: SqliteConfig) -> None:
         self._config = config
-        self._path = os.path.abspath(config.path)
+        path = config.path
+        if path.startswith("//"):  # sqlite:////abs/path (SQLAlchemy's spelling) is /abs/path
+            path = "/" + path.lstrip("/")
+        self._path = os.path.abspath(path)
         self.key = f"sqlite:{self._path}:{config.table_prefix}"
         self._dialect = sqlite_dialect(config.table_prefix)
         self.statements = Statements(self._dialect)
