@@ -316,19 +316,25 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
 
     async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         # one engine call per message, no await between them: the batch is settled at once
-        complete, now = self._engine.complete, self._clock.now()
-        settled: list[str] = []
-        failed: list[tuple[str, QueueError]] = []
-        for message in self._own(messages):
-            receipt = message.receipt
-            try:
-                complete(receipt[1], receipt[2], now)  # type: ignore[index]
-            except QueueError as exc:
-                failed.append((message.message_id, exc))
-            else:
-                settled.append(message.message_id)
+        receipts: list[_Receipt] = [m.receipt for m in self._own(messages)]  # type: ignore[misc]
+        if not receipts:
+            return
+        now, name = self._clock.now(), receipts[0][1]
+        if all(receipt[1] == name for receipt in receipts):  # one queue: one engine call
+            failed = self._engine.complete_all(name, [r[2] for r in receipts], now)
+        else:
+            failed = []
+            for index, receipt in enumerate(receipts):
+                try:
+                    self._engine.complete(receipt[1], receipt[2], now)
+                except QueueError as exc:
+                    failed.append((index, exc))
         if failed:
-            raise batch_settle_error(settled, failed)
+            refused = {index for index, _ in failed}
+            raise batch_settle_error(
+                [m.message_id for i, m in enumerate(messages) if i not in refused],
+                [(messages[index].message_id, exc) for index, exc in failed],
+            )
 
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         await settle_each(self.abandon_message, self._own(messages))
