@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any, cast
 
 from ._clock import to_seconds
 from ._errors import ValidationError
@@ -57,28 +58,30 @@ def message_sequence(messages: object) -> Sequence[Message]:
     """``messages`` if it is a list or tuple (any `Sequence` but ``str``/``bytes``), else a
     `ValidationError`: a generator would be half consumed before a bad item is found, so
     batches are refused before anything is sent. Items are checked by `validate_message`."""
-    if isinstance(messages, Sequence) and not isinstance(messages, (str, bytes, bytearray)):
-        return messages
+    return cast("Sequence[Message]", _sequence(messages, "Message"))
+
+
+def _sequence(value: object, items: str) -> Sequence[Any]:
+    """``value`` if it is a `Sequence` other than ``str``/``bytes``, else a `ValidationError`."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
+        return value
     raise ValidationError(
-        f"expected a sequence (list or tuple) of Message, not {type(messages).__name__}"
+        f"expected a sequence (list or tuple) of {items}, not {type(value).__name__}"
     )
 
 
 def received_sequence(messages: object) -> Sequence[ReceivedMessage]:
     """``messages`` checked for batch settlement: a sequence of settleable `ReceivedMessage`
     (a peeked message has no receipt), else a `ValidationError` before anything is settled."""
-    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes, bytearray)):
-        raise ValidationError(
-            f"expected a sequence (list or tuple) of ReceivedMessage, not {type(messages).__name__}"
-        )
-    for message in messages:
+    checked = cast("Sequence[object]", _sequence(messages, "ReceivedMessage"))
+    for message in checked:
         if not isinstance(message, ReceivedMessage):
             raise ValidationError(f"expected a ReceivedMessage, not {type(message).__name__}")
         if message.receipt is None:
             raise ValidationError(
                 f"message {message.message_id!r} was peeked, not received: it cannot be settled"
             )
-    return messages
+    return cast("Sequence[ReceivedMessage]", checked)
 
 
 def check_max_messages(max_messages: int) -> int:

@@ -448,7 +448,23 @@ class QueueEngine:
     # a plain client, is refused with a ValidationError).
 
     def complete(self, name: str, token: int, now: float, lease: int = 0) -> None:
+        self._complete(self._queues.get(name) or self._queue(name), token, now, lease)
+
+    def complete_all(
+        self, name: str, tokens: Sequence[int], now: float
+    ) -> list[tuple[int, QueueError]]:
+        """Complete the deliveries ``tokens`` of queue ``name`` (none under a session lease);
+        returns ``(index, error)`` for each that could not be completed, the rest are."""
         queue = self._queues.get(name) or self._queue(name)
+        failed: list[tuple[int, QueueError]] = []
+        for index, token in enumerate(tokens):
+            try:
+                self._complete(queue, token, now, 0)
+            except QueueError as exc:
+                failed.append((index, exc))
+        return failed
+
+    def _complete(self, queue: _Queue, token: int, now: float, lease: int) -> None:
         stored = queue.locked.get(token)
         if (
             stored is not None
@@ -460,29 +476,6 @@ class QueueEngine:
             stored = self._take_locked(queue, token, now, lease)
         stored.lock_token = 0
         queue.completed += 1
-
-    def complete_all(
-        self, name: str, tokens: Sequence[int], now: float
-    ) -> list[tuple[int, QueueError]]:
-        """Complete the deliveries ``tokens`` of queue ``name`` (none under a session lease);
-        returns ``(index, error)`` for each that could not be completed, the rest are."""
-        queue = self._queues.get(name) or self._queue(name)
-        locked = queue.locked
-        plain = queue.is_dead_letter or not queue.settings.requires_session
-        failed: list[tuple[int, QueueError]] = []
-        for index, token in enumerate(tokens):
-            stored = locked.get(token)
-            if plain and stored is not None and stored.locked_until > now:
-                del locked[token]  # the common case, as in complete
-            else:
-                try:
-                    stored = self._take_locked(queue, token, now, 0)
-                except QueueError as exc:
-                    failed.append((index, exc))
-                    continue
-            stored.lock_token = 0
-            queue.completed += 1
-        return failed
 
     def abandon(self, name: str, token: int, now: float, lease: int = 0) -> None:
         queue = self._queue(name)

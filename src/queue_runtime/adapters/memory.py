@@ -27,7 +27,7 @@ from .._arguments import (
 )
 from .._capabilities import Capabilities
 from .._clock import Clock, ManualClock, SystemClock, to_datetime, to_seconds
-from .._errors import QueueError, SessionLockLost, ValidationError
+from .._errors import SessionLockLost, ValidationError
 from .._lifecycle import ClientLifecycle
 from .._logging import get_logger
 from .._messages import Message, ReceivedMessage
@@ -319,16 +319,15 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
         receipts: list[_Receipt] = [m.receipt for m in self._own(messages)]  # type: ignore[misc]
         if not receipts:
             return
-        now, name = self._clock.now(), receipts[0][1]
+        now, name, complete_all = self._clock.now(), receipts[0][1], self._engine.complete_all
         if all(receipt[1] == name for receipt in receipts):  # one queue: one engine call
-            failed = self._engine.complete_all(name, [r[2] for r in receipts], now)
-        else:
-            failed = []
-            for index, receipt in enumerate(receipts):
-                try:
-                    self._engine.complete(receipt[1], receipt[2], now)
-                except QueueError as exc:
-                    failed.append((index, exc))
+            failed = complete_all(name, [r[2] for r in receipts], now)
+        else:  # messages of several queues: one call each
+            failed = [
+                (index, error)
+                for index, receipt in enumerate(receipts)
+                for _, error in complete_all(receipt[1], (receipt[2],), now)
+            ]
         if failed:
             refused = {index for index, _ in failed}
             raise batch_settle_error(
