@@ -11,6 +11,7 @@ release), settlement only under a live lock, sessions leased one holder at a tim
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -117,6 +118,12 @@ class QueueRow:
 
 
 def _queue_row(row: Sequence[Any]) -> QueueRow:
+    # a queue's row never changes while its id lives: decode each once
+    return _decode_queue_row(tuple(row))
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode_queue_row(row: tuple[Any, ...]) -> QueueRow:
     return QueueRow(
         id=row[0],
         name=row[1],
@@ -200,14 +207,13 @@ def send(
     if queue.is_dead_letter:
         raise ValidationError("messages cannot be sent to a dead-letter queue")
     ttl = queue.settings.default_message_ttl
+    blob = st.dialect.blob_parameter
     rows = [
-        message_row(queue.id, (m.session_id or "") if requires_session else "", m, now, ttl)
+        message_row(queue.id, (m.session_id or "") if requires_session else "", m, now, ttl, blob)
         for m in messages
     ]
-    if len(rows) == 1:
-        yield Execute(st.insert_message, rows[0])
-    elif rows:
-        yield ExecuteMany(st.insert_message, rows)
+    for sql, run in st.runs("insert_message", rows):
+        yield Execute(sql, run[0]) if len(run) == 1 else ExecuteMany(sql, run)
     yield Wake(name)
 
 
@@ -261,10 +267,11 @@ def _lock(
     now: float,
     token: int,
 ) -> Op[list[Any]]:
-    rows = yield Query(
-        st.lock_next,
-        (token, locked_until, queue.id, partition, now, now, _spendable(queue), now, max_messages),
-    )
+    params = (token, locked_until, queue.id, partition, now, now, _spendable(queue), now)
+    if max_messages == 1:
+        rows = yield Query(st.lock_one, params)
+    else:
+        rows = yield Query(st.lock_next, (*params, max_messages))
     return list(rows)
 
 

@@ -1,18 +1,24 @@
-"""SQLite: one file, WAL journal, every transaction in the client's own worker thread.
+"""SQLite: one file, WAL journal; a transaction runs on the event loop only when it can
+neither wait nor sync, otherwise in the client's own worker thread.
 
-Each client owns one connection, used only by one worker thread, so the event loop never
-waits on the file. Write transactions start ``BEGIN IMMEDIATE``: the write lock is taken
-first, so two consumers (threads or processes) never pick the same message. Waiters in this
-process are woken right after a commit; other processes' commits are seen by a short poll that
-backs off (SQLite has no notifications). ``synchronous=NORMAL`` (the default) in WAL mode
-keeps every committed transaction through a crash of the process; ``FULL`` also through a
-power loss, at the cost of an fsync per commit.
+Each client owns one connection. With ``synchronous=NORMAL`` (the default) a WAL commit is a
+few writes into the OS page cache, cheaper than handing the work to a thread and back, so a
+transaction first tries on the loop with no busy timeout: if the write lock is free it runs
+there, if another connection holds it the transaction goes to the worker thread, which waits
+for it (``busy_timeout``). Checkpoints, which sync the file, only ever run in the worker, and
+so does every commit under ``synchronous=FULL`` (an fsync each). Write transactions start
+``BEGIN IMMEDIATE``: the write lock is taken first, so two consumers (threads or processes)
+never pick the same message. Waiters in this process are woken right after a commit; other
+processes' commits are seen by a short poll that backs off (SQLite has no notifications).
+``NORMAL`` in WAL mode keeps every committed transaction through a crash of the process;
+``FULL`` also through a power loss.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -54,6 +60,9 @@ def sqlite_dialect(table_prefix: str) -> Dialect:
         skip_locked="",
         seq_in_list="seq IN (SELECT value FROM json_each(?))",
         list_parameter=json.dumps,
+        # Python 3.11's sqlite3 binds a bytearray directly, bytes only after a failed
+        # adapter lookup
+        blob_parameter=bytearray,
     )
 
 
@@ -102,26 +111,46 @@ class _Worker:
 
     def __init__(self, name: str) -> None:
         self._jobs: SimpleQueue[
-            tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop] | None
+            tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool] | None
         ] = SimpleQueue()
+        #: Calls submitted whose reply the loop has not yet taken: while there is one, the
+        #: connection belongs to the thread.
+        self.pending = 0
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
-            function, future, loop = job
+            function, future, loop, counted = job
             try:
                 result = function()
             except BaseException as exc:
-                _reply(loop, _fail, future, exc)
+                _reply(loop, self._done, future, counted, None, exc)
             else:
-                _reply(loop, _finish, future, result)
+                _reply(loop, self._done, future, counted, result, None)
 
-    async def call(self, function: Callable[[], T]) -> T:
+    def _done(
+        self, future: asyncio.Future[Any], counted: bool, result: Any, exc: BaseException | None
+    ) -> None:
+        self.pending -= counted
+        if future.done():  # the caller was cancelled meanwhile
+            return
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
+
+    def submit(self, function: Callable[[], T], *, counted: bool = True) -> asyncio.Future[T]:
+        """Run ``function`` in the thread; ``counted=False``: it does not use the connection
+        the loop may use (it does not count in `pending`)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((function, future, loop))
-        return await future
+        self.pending += counted
+        self._jobs.put((function, future, loop, counted))
+        return future
+
+    async def call(self, function: Callable[[], T]) -> T:
+        return await self.submit(function)
 
     def stop(self) -> None:
         """Finish the calls already queued, then end the thread."""
@@ -134,27 +163,30 @@ def _reply(loop: asyncio.AbstractEventLoop, how: Callable[..., None], *args: Any
         loop.call_soon_threadsafe(how, *args)
 
 
-def _finish(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-
-
 # -- errors ------------------------------------------------------------------------------------
 
 _BUSY: Final = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+#: Longest a task's run of transactions on the loop goes without letting other tasks run (s).
+YIELD_EVERY: Final = 0.002
+#: Pages the WAL may hold before a checkpoint (16 MiB of 4 KiB pages; SQLite's own is 1000).
+CHECKPOINT_FRAMES: Final = 4000
 _UNUSABLE: Final = {"SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH"}
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether another connection held a lock this one needed."""
+    return getattr(exc, "sqlite_errorname", "") in _BUSY or "locked" in str(exc)
+
+
+class _WouldWait(Exception):
+    """The write lock was taken: the transaction goes to the worker thread, which waits."""
 
 
 def translate(exc: sqlite3.Error, where: str) -> QueueError:
     """A sqlite3 error as an error of our tree; what failed was rolled back."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = f"{where}: {exc}"
-    if name in _BUSY or "locked" in str(exc):
+    if _busy(exc):
         return TimeoutError(f"{text} (another connection held the write lock too long)")
     if name.startswith("SQLITE_READONLY"):
         return ConfigurationError(f"{text}: the database file or its directory is read-only")
@@ -186,7 +218,19 @@ class SqliteDatabase(Database):
         self.statements = Statements(self._dialect)
         self._worker: _Worker | None = None
         self._connection: sqlite3.Connection | None = None
+        self._cursor: sqlite3.Cursor | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        #: Transactions may run on the loop: their commits do not sync (see the module doc).
+        self._inline = config.synchronous == "normal"
+        self._busy_ms = max(1, round(config.busy_timeout.total_seconds() * 1000))
+        self._busy_now = self._busy_ms
+        #: Commits that wrote since the last checkpoint, and how many call for the next.
+        self._writes = 0
+        self._checkpoint_every = 500
+        self._changes = 0
+        self._checkpointing = False
+        self._checkpointer: sqlite3.Connection | None = None
+        self._yield_at = 0.0
 
     async def open(self, on_wake: WakeListener) -> None:
         self._worker = _Worker("queue-runtime-sqlite")
@@ -205,10 +249,15 @@ class SqliteDatabase(Database):
         worker, self._worker = self._worker, None
         if worker is None:
             return
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            await worker.call(connection.close)
+        await worker.call(self._disconnect)  # after any checkpoint still running
         worker.stop()
+
+    def _disconnect(self) -> None:
+        connections = (self._connection, self._checkpointer)
+        self._connection = self._checkpointer = self._cursor = None
+        for connection in connections:
+            if connection is not None:
+                connection.close()
 
     async def _in_thread(self, function: Callable[[], T]) -> T:
         if self._worker is None:
@@ -218,22 +267,29 @@ class SqliteDatabase(Database):
         except sqlite3.Error as exc:
             raise translate(exc, f"sqlite database {self._path}") from exc
 
+    def _open_connection(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self._path,
+            timeout=self._config.busy_timeout.total_seconds(),
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+        )
+
     def _connect(self) -> None:
         config = self._config
         directory = os.path.dirname(self._path)
         if not os.path.isdir(directory):
             raise ConfigurationError(f"sqlite database {self._path}: no directory {directory}")
-        connection = sqlite3.connect(
-            self._path,
-            timeout=config.busy_timeout.total_seconds(),
-            isolation_level=None,
-            check_same_thread=False,
-            cached_statements=256,
-        )
+        connection = self._open_connection()
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(f"PRAGMA synchronous={config.synchronous.upper()}")
             connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA wal_autocheckpoint=0")  # ours run in the worker
+            # temporary tables (IN lists, RETURNING rows) in memory: no temporary file to set
+            # up and allocate for at every statement that needs one
+            connection.execute("PRAGMA temp_store=MEMORY")
             if config.max_page_count is not None:
                 connection.execute(f"PRAGMA max_page_count={int(config.max_page_count)}")
             self._migrate(connection)
@@ -241,6 +297,7 @@ class SqliteDatabase(Database):
             connection.close()
             raise
         self._connection = connection
+        self._cursor = connection.cursor()  # one for every statement: none made per call
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
         create, read = version_statements(self._dialect)
@@ -267,18 +324,102 @@ class SqliteDatabase(Database):
 
     async def run(self, op: Op[T], label: str, *, relaxed: bool = False) -> T:
         # every commit is already as durable as `synchronous` says: relaxed changes nothing
-        result, wakes = await self._in_thread(lambda: self._transaction(op))
+        if self._inline:
+            loop = asyncio.get_running_loop()
+            if loop.time() >= self._yield_at:
+                # a task whose every await runs inline would otherwise never let the loop
+                # run anything else; before the transaction, so a cancel here changes nothing
+                await asyncio.sleep(0)
+                self._yield_at = loop.time() + YIELD_EVERY
+        worker = self._worker
+        if self._inline and worker is not None and not worker.pending:
+            try:
+                result, wakes = self._transaction(op, wait=False)
+            except _WouldWait:
+                result, wakes = await self._in_thread(lambda: self._transaction(op, wait=True))
+            except sqlite3.Error as exc:
+                raise translate(exc, f"sqlite database {self._path}") from exc
+        else:
+            result, wakes = await self._in_thread(lambda: self._transaction(op, wait=True))
         if wakes:
             _announce(self.key, wakes)
+        self._after_commit()
         return result
 
-    def _transaction(self, op: Op[T]) -> tuple[T, list[str]]:
-        connection = self._connection
-        if connection is None:
+    def _after_commit(self) -> None:
+        """Start a checkpoint once enough commits wrote since the last one (the connection
+        never checkpoints by itself: that would sync the file on the loop)."""
+        connection, worker = self._connection, self._worker
+        if connection is None or worker is None:
+            return
+        changes = connection.total_changes
+        if changes != self._changes:
+            self._changes = changes
+            self._writes += 1
+        if self._checkpointing or self._writes < self._checkpoint_every:
+            return
+        self._checkpointing = True
+        job = worker.submit(self._checkpoint, counted=False)
+        job.add_done_callback(functools.partial(self._checkpoint_copied, self._writes))
+        self._writes = 0
+
+    def _checkpoint(self) -> int:
+        """Copy the WAL into the database file and sync it, in the worker, on a connection of
+        its own (so that transactions on the loop go on meanwhile); the frames in the WAL."""
+        if self._connection is None:  # closing
+            return 0
+        if self._checkpointer is None:
+            self._checkpointer = self._open_connection()
+        [(_, frames, _)] = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return int(frames)
+
+    def _checkpoint_copied(self, writes: int, future: asyncio.Future[int]) -> None:
+        """The first pass ran beside our transactions; a second one, with them held back,
+        copies what they wrote meanwhile, so that the WAL starts over at the next commit
+        (a WAL never copied to its end grows without end). The commits between checkpoints
+        follow the frames each wrote, so that the WAL stays near `CHECKPOINT_FRAMES`."""
+        worker = self._worker
+        if not self._checkpoint_ran(future) or worker is None:
+            self._checkpointing = False
+            return
+        per_commit = max(1.0, future.result() / max(1, writes))
+        self._checkpoint_every = int(min(1000, max(8, CHECKPOINT_FRAMES / per_commit)))
+        worker.submit(self._checkpoint).add_done_callback(self._checkpoint_done)
+
+    def _checkpoint_done(self, future: asyncio.Future[int]) -> None:
+        self._checkpointing = False
+        self._checkpoint_ran(future)
+
+    def _checkpoint_ran(self, future: asyncio.Future[int]) -> bool:
+        if future.cancelled():
+            return False
+        if (exc := future.exception()) is not None:
+            # the next one catches up; a longer WAL only costs reads a little
+            log.debug("sqlite checkpoint of %s failed: %s", self._path, exc)
+            return False
+        return True
+
+    def _set_busy_timeout(self, connection: sqlite3.Connection, *, wait: bool) -> None:
+        milliseconds = self._busy_ms if wait else 0
+        if self._busy_now != milliseconds:
+            connection.execute(f"PRAGMA busy_timeout={milliseconds}")
+            self._busy_now = milliseconds
+
+    def _transaction(self, op: Op[T], *, wait: bool) -> tuple[T, list[str]]:
+        """Run ``op`` in one write transaction. ``wait=False`` (on the loop): raise
+        `_WouldWait` before anything ran if another connection holds the write lock."""
+        connection, cursor = self._connection, self._cursor
+        if connection is None or cursor is None:
             raise ConfigurationError("the sqlite database is closed")
-        execute = connection.execute
+        execute = cursor.execute
+        self._set_busy_timeout(connection, wait=wait)
         wakes: list[str] = []
-        execute("BEGIN IMMEDIATE")
+        try:
+            execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not wait and _busy(exc):
+                raise _WouldWait from None
+            raise
         try:
             value: Any = None
             while True:
@@ -288,7 +429,7 @@ class SqliteDatabase(Database):
                 elif type(step) is Execute:
                     value = execute(step.sql, step.params).rowcount
                 elif type(step) is ExecuteMany:
-                    connection.executemany(step.sql, step.rows)
+                    cursor.executemany(step.sql, step.rows)
                     value = None
                 else:
                     assert isinstance(step, Wake)
