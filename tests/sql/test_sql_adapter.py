@@ -117,6 +117,30 @@ async def test_a_message_id_still_in_the_queue_is_stored_once(sql_client: qr.Que
 
 
 @pytest.mark.asyncio
+async def test_a_send_after_another_client_replaced_the_queue_follows_the_new_one(
+    make_client: Callable[..., qr.QueueClient],
+) -> None:
+    """A client remembers a queue's row between sends; a queue deleted (and created again
+    with other settings) by another client is read again, and nothing is stored twice."""
+    async with make_client() as sender, make_client() as admin:
+        await admin.create_queue("q")
+        await sender.send_message("q", qr.Message(b"first"))
+        await admin.delete_queue("q")
+        with pytest.raises(qr.QueueNotFound):
+            await sender.send_message("q", qr.Message(b"lost queue"))
+        await admin.create_queue("q")
+        await sender.send_messages("q", [qr.Message(b"a"), qr.Message(b"b")])
+        await admin.delete_queue("q")
+        await admin.create_queue("q", requires_session=True)
+        with pytest.raises(qr.ValidationError):  # the new queue's rules, not the old one's
+            await sender.send_message("q", qr.Message(b"no session"))
+        await sender.send_message("q", qr.Message(b"s", session_id="s1"))
+        async with await admin.accept_session("q", timeout=0) as session:
+            got = await session.receive_messages(max_messages=10, timeout=0)
+            assert [m.body for m in got] == [b"s"]
+
+
+@pytest.mark.asyncio
 async def test_the_schema_is_versioned_in_its_own_namespace(
     dialect: str, make_client: Callable[..., qr.QueueClient], sql_config: object
 ) -> None:

@@ -44,7 +44,7 @@ from ...ports import (
 )
 from . import _rules as rules
 from ._codec import Receipt, peeked, received
-from ._database import Database, log
+from ._database import Database, QueueGone, log
 from ._statements import Statements
 
 __all__ = ["SqlQueueClient", "SqlSessionClient"]
@@ -241,8 +241,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
     async def send_message(self, queue: QueueName | str, message: Message) -> MessageId:
         self._check_open()
         name = queue_name(queue)
-        op = rules.send(self._st, name, (message,), self._clock.now(), self._max_size)
-        await self._run(op, "send")
+        await self._send(name, (message,), "send")
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sent queue=%s message_id=%s", name, message.message_id)
         return _message_id(message.message_id)
@@ -255,12 +254,31 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         batch = list(message_sequence(messages))
         if not batch:
             return []
-        await self._run(
-            rules.send(self._st, name, batch, self._clock.now(), self._max_size), "send batch"
-        )
+        await self._send(name, batch, "send batch")
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sent queue=%s message_ids=%s", name, [m.message_id for m in batch])
         return [_message_id(m.message_id) for m in batch]
+
+    async def _send(self, name: str, messages: Sequence[Message], label: str) -> None:
+        """Store ``messages`` against the queue as last read, or as read now if that row is
+        gone (the failed insert rolled back: nothing was stored twice)."""
+        known = self._queues.get(name)
+        now = self._clock.now()
+        try:
+            row = await self._run(
+                rules.send(self._st, name, known, messages, now, self._max_size), label
+            )
+        except QueueGone:
+            self._queues.pop(name, None)
+            if known is None:
+                raise
+            row = await self._run(
+                rules.send(self._st, name, None, messages, now, self._max_size), label
+            )
+        except QueueNotFound:
+            self._queues.pop(name, None)
+            raise
+        self._queues[name] = row
 
     # -- receiving -----------------------------------------------------------------------
 

@@ -8,11 +8,12 @@ import logging
 from collections.abc import Callable
 from typing import Final, TypeVar
 
+from ..._errors import QueueNotFound
 from ..._logging import get_logger
 from ._rules import Op
 from ._statements import Statements
 
-__all__ = ["Database", "WakeListener", "log"]
+__all__ = ["Database", "QueueGone", "WakeListener", "log"]
 
 T = TypeVar("T")
 #: Called with a queue name when its waiters should look again (``""``: every waiter).
@@ -20,6 +21,11 @@ WakeListener = Callable[[str], None]
 
 #: One DEBUG record per transaction (operation and ids), never bodies or secrets.
 log: Final[logging.Logger] = get_logger("adapters.sql")
+
+
+class QueueGone(QueueNotFound):
+    """A statement named a queue whose row no longer exists (deleted, perhaps created again
+    with a new id): the transaction rolled back, and the client reads the queue again."""
 
 
 class Database(abc.ABC):

@@ -197,10 +197,19 @@ def delete_queue(st: Statements, name: str) -> Op[None]:
 
 
 def send(
-    st: Statements, name: str, messages: Sequence[Message], now: float, max_size: int
-) -> Op[None]:
-    """Validate every message against the queue (all or none are stored), then store them."""
-    queue = yield from load_queue(st, name)
+    st: Statements,
+    name: str,
+    known: QueueRow | None,
+    messages: Sequence[Message],
+    now: float,
+    max_size: int,
+) -> Op[QueueRow]:
+    """Validate every message against the queue (all or none are stored), then store them.
+
+    ``known`` is the queue as last read (None: load it); if its row is gone meanwhile the
+    insert fails its foreign key and the driver raises `QueueGone`.
+    """
+    queue = known or (yield from load_queue(st, name))
     requires_session = queue.settings.requires_session
     for message in messages:
         validate_message(message, max_size=max_size, requires_session=requires_session)
@@ -215,6 +224,7 @@ def send(
     for sql, run in st.runs("insert_message", rows):
         yield Execute(sql, run[0]) if len(run) == 1 else ExecuteMany(sql, run)
     yield Wake(name)
+    return queue
 
 
 # -- what falls due with time ---------------------------------------------------------------

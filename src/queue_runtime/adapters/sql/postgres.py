@@ -25,7 +25,7 @@ from ..._errors import (
 )
 from ...config import PostgresConfig
 from ._client import SqlQueueClient
-from ._database import Database, WakeListener, log
+from ._database import Database, QueueGone, WakeListener, log
 from ._rules import Execute, ExecuteMany, Op, Query, Wake
 from ._schema import migration_plan, version_statements
 from ._statements import Dialect, Statements
@@ -84,6 +84,8 @@ def translate(exc: BaseException, where: str) -> QueueError:
     if isinstance(exc, asyncpg.PostgresError):
         code = getattr(exc, "sqlstate", "") or ""
         text = f"{where}: {exc.__class__.__name__}: {exc}"
+        if code == "23503":  # foreign_key_violation
+            return QueueGone(f"{text} (the queue was deleted meanwhile)")
         if code in _AUTH:
             return ConfigurationError(f"{where}: authentication failed (check user/password)")
         if code in _NO_DATABASE:

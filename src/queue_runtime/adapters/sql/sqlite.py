@@ -37,7 +37,7 @@ from ..._errors import (
 )
 from ...config import SqliteConfig
 from ._client import SqlQueueClient
-from ._database import Database, WakeListener, log
+from ._database import Database, QueueGone, WakeListener, log
 from ._rules import Execute, ExecuteMany, Op, Query, Wake
 from ._schema import migration_plan, version_statements
 from ._statements import Dialect, Statements
@@ -188,6 +188,8 @@ def translate(exc: sqlite3.Error, where: str) -> QueueError:
     text = f"{where}: {exc}"
     if _busy(exc):
         return TimeoutError(f"{text} (another connection held the write lock too long)")
+    if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
+        return QueueGone(f"{text} (the queue was deleted meanwhile)")
     if name.startswith("SQLITE_READONLY"):
         return ConfigurationError(f"{text}: the database file or its directory is read-only")
     if name == "SQLITE_FULL":
@@ -226,7 +228,7 @@ class SqliteDatabase(Database):
         self._busy_now = self._busy_ms
         #: Commits that wrote since the last checkpoint, and how many call for the next.
         self._writes = 0
-        self._checkpoint_every = 500
+        self._checkpoint_every = max(8, CHECKPOINT_FRAMES // 4)  # a one-row commit: ~4 pages
         self._changes = 0
         self._checkpointing = False
         self._checkpointer: sqlite3.Connection | None = None

@@ -1,0 +1,104 @@
+"""SQLite transactions run on the event loop only when they can neither wait nor sync: other
+tasks keep running through a long run of them, a write lock held elsewhere is waited for in
+the worker thread, ``synchronous=full`` commits never run on the loop, and checkpoints (in the
+worker) keep the WAL short."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+import queue_runtime as qr
+from queue_runtime.adapters.sql import sqlite as sqlite_adapter
+from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
+
+pytestmark = pytest.mark.asyncio
+
+
+def _client(tmp_path: Path, **settings: object) -> SqliteQueueClient:
+    config = qr.SqliteConfig(path=str(tmp_path / "queues.db"), **settings)  # type: ignore[arg-type]
+    return SqliteQueueClient(config, default_timeout=5)
+
+
+async def test_other_tasks_run_during_a_long_run_of_transactions(tmp_path: Path) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    async with _client(tmp_path) as client:
+        await client.create_queue("q")
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        ticks = 0
+        for _ in range(1000):  # each send may complete without suspending
+            await client.send_message("q", qr.Message(b"x"))
+        task.cancel()
+        assert ticks >= 10  # the loop ran the ticker every few milliseconds
+
+
+async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    async with _client(tmp_path) as client:
+        await client.create_queue("q")
+        other = sqlite3.connect(tmp_path / "queues.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's writer, holding the lock
+        send = asyncio.create_task(client.send_message("q", qr.Message(b"waited")))
+        beats = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)  # the loop is not blocked while the send waits
+            beats += 1
+        assert beats == 20 and not send.done()
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(send, 5)
+        got = await client.receive_message("q", timeout=0)
+        assert got is not None and got.body == b"waited"
+        await client.complete_message(got)
+        # and, the lock free again, transactions run on the loop once more
+        await client.send_message("q", qr.Message(b"inline"))
+        assert (await client.receive_message("q", timeout=0)) is not None
+
+
+async def test_full_synchronous_commits_never_run_on_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: set[str] = set()
+    transaction = sqlite_adapter.SqliteDatabase._transaction
+
+    def recorded(self: sqlite_adapter.SqliteDatabase, op: object, *, wait: bool) -> object:
+        threads.add(threading.current_thread().name)
+        return transaction(self, op, wait=wait)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_adapter.SqliteDatabase, "_transaction", recorded)
+    async with _client(tmp_path, synchronous="full") as client:
+        await client.create_queue("q")
+        await client.send_message("q", qr.Message(b"x"))
+        got = await client.receive_message("q", timeout=0)
+        assert got is not None
+        await client.complete_message(got)
+    assert threads == {"queue-runtime-sqlite"}
+
+
+async def test_checkpoints_keep_the_wal_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_adapter, "CHECKPOINT_FRAMES", 200)
+    wal = tmp_path / "queues.db-wal"
+    async with _client(tmp_path) as client:
+        await client.create_queue("q")
+        for _ in range(1500):  # about 6,000 pages written: 24 MiB of WAL if never copied
+            await client.send_message("q", qr.Message(b"x" * 100))
+        await asyncio.sleep(0.2)  # the last checkpoint's second pass
+        assert wal.stat().st_size < 8 * 1024 * 1024  # what commits add while one runs
+        got = await client.receive_messages("q", max_messages=100, timeout=0)
+        assert len(got) == 100
+        await client.complete_messages(got)
+        statistics = await client.get_queue_statistics("q")
+        assert statistics.active == 1400
