@@ -285,11 +285,15 @@ def _lock(
     return list(rows)
 
 
-def _deliverable_queue(st: Statements, name: str, sessions: bool) -> Op[QueueRow]:
-    queue = yield from load_queue(st, name)
-    if queue.sessions and not sessions:
+def _deliverable_queue(st: Statements, name: str) -> Op[QueueRow]:
+    return _without_sessions((yield from load_queue(st, name)))
+
+
+def _without_sessions(queue: QueueRow) -> QueueRow:
+    """``queue``, unless its messages are received through sessions."""
+    if queue.sessions:
         raise ValidationError(
-            f"queue {name!r} requires sessions: use accept_session to receive from it"
+            f"queue {queue.name!r} requires sessions: use accept_session to receive from it"
         )
     return queue
 
@@ -337,8 +341,8 @@ def receive(
     return (
         yield from _take(
             st,
-            known,
-            lambda: _deliverable_queue(st, name, False),
+            known and _without_sessions(known),
+            lambda: _deliverable_queue(st, name),
             "",
             lambda queue: now + queue.settings.lock_duration,
             max_messages,

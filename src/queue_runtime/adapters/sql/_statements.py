@@ -7,6 +7,7 @@ SQLite) and supplies the few fragments that differ (column types, ``FOR UPDATE S
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -225,6 +226,14 @@ _SQL: Final[dict[str, str]] = {
 }
 
 
+def _same(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return row
+
+
+def _one(index: int) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    return lambda row: (row[index],)
+
+
 class Statements:
     """The statements above rendered for one dialect, as attributes (``st.lock_next``)."""
 
@@ -232,7 +241,9 @@ class Statements:
         self.dialect = dialect
         for name, sql in _SQL.items():
             setattr(self, name, dialect.render(sql))
-        self._with_nulls: dict[tuple[str, tuple[int, ...]], str] = {}
+        self._bindings: dict[
+            tuple[str, tuple[type, ...]], tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]]]
+        ] = {}
 
     def runs(
         self, name: str, rows: Sequence[tuple[Any, ...]]
@@ -242,28 +253,41 @@ class Statements:
         rows leave them out. (Binding ``None`` costs Python 3.11's sqlite3 a failed adapter
         lookup per value, several times the cost of the rest of a small row.)"""
         run: list[tuple[Any, ...]] = []
-        nulls: tuple[int, ...] | None = None
+        shape: tuple[str, tuple[type, ...]] | None = None
+        sql = ""
         for row in rows:
-            found = tuple(i for i, value in enumerate(row) if value is None)
-            if found != nulls:
-                if run and nulls is not None:
-                    yield self._nulls_written(name, nulls), run
-                run, nulls = [], found
-            run.append(tuple(value for value in row if value is not None) if found else row)
-        if run and nulls is not None:
-            yield self._nulls_written(name, nulls), run
+            found = (name, tuple(map(type, row)))
+            if found != shape:
+                if run:
+                    yield sql, run
+                run, shape = [], found
+                sql, keep = self._binding(found)
+            run.append(keep(row))
+        if run:
+            yield sql, run
 
-    def _nulls_written(self, name: str, nulls: tuple[int, ...]) -> str:
-        if not nulls:
-            return str(getattr(self, name))
-        key = (name, nulls)
-        if (sql := self._with_nulls.get(key)) is None:
+    def _binding(
+        self, shape: tuple[str, tuple[type, ...]]
+    ) -> tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]]]:
+        """The statement for rows of ``shape`` (name, parameter types), and what of a row it
+        binds."""
+        if (binding := self._bindings.get(shape)) is None:
+            name, types = shape
+            nulls = {i for i, kind in enumerate(types) if kind is type(None)}
             pieces = _SQL[name].split("?")
             text = pieces[0]
             for index, piece in enumerate(pieces[1:]):
                 text += ("NULL" if index in nulls else "?") + piece
-            sql = self._with_nulls[key] = self.dialect.render(text)
-        return sql
+            kept = [i for i in range(len(types)) if i not in nulls]
+            keep: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+            if not nulls:
+                keep = _same
+            elif len(kept) == 1:
+                keep = _one(kept[0])
+            else:
+                keep = operator.itemgetter(*kept)
+            binding = self._bindings[shape] = (self.dialect.render(text), keep)
+        return binding
 
     # declared for type checkers; filled in by __init__
     select_queue: str
