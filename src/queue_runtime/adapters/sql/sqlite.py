@@ -205,7 +205,8 @@ def translate(exc: sqlite3.Error, where: str) -> QueueError:
 
 
 class SqliteDatabase(Database):
-    """One connection to a SQLite file, used from one worker thread."""
+    """One connection to a SQLite file, used on the event loop or in one worker thread (never
+    both at once), and a second one for checkpoints."""
 
     poll_interval = (0.005, 0.2)
 
