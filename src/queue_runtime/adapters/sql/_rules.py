@@ -3,10 +3,11 @@
 Each operation is a generator that yields the statements it needs (`Query`, `Execute`,
 `ExecuteMany`) and `Wake` for queues whose waiters should look again, and returns its result.
 A driver runs it inside one transaction: synchronously, on the loop or in a worker thread
-(SQLite), or with awaits (PostgreSQL). The rules mirror `QueueEngine` (``engine.py``): lowest sequence number
-first within a partition, returned messages ahead of later ones, ``delivery_count`` counted at
-delivery, a spent message dead-lettered when it comes back (abandon, lock lapse, session
-release), settlement only under a live lock, sessions leased one holder at a time.
+(SQLite), or with awaits (PostgreSQL). The rules mirror `QueueEngine` (``engine.py``): lowest
+sequence number first within a partition, returned messages ahead of later ones,
+``delivery_count`` counted at delivery, a spent message dead-lettered when it comes back
+(abandon, lock lapse, session release), settlement only under a live lock, sessions leased one
+holder at a time.
 """
 
 from __future__ import annotations
