@@ -157,6 +157,25 @@ async def test_create_queue_is_idempotent_and_names_differences(client: Any, new
         await client.send_message(name, qr.Message(b"x"))
 
 
+async def test_a_queue_default_ttl_is_read_back_by_another_client(
+    make_client: Any, new_name: Any
+) -> None:
+    """The default TTL lives in the entity's UserMetadata: a second client sees it (create is
+    idempotent with it, and its sends carry it)."""
+    name = new_name()
+    async with make_client() as first, make_client() as second:
+        await first.create_queue(name, default_message_ttl=60)
+        await second.create_queue(name, default_message_ttl=60)  # equal settings: no error
+        with pytest.raises(qr.QueueAlreadyExists) as caught:
+            await second.create_queue(name, default_message_ttl=30)
+        assert "default_message_ttl: 30.0 != 60.0" in str(caught.value)
+        await second.send_message(name, qr.Message(b"x"))
+        got = await first.receive_message(name, timeout=3)
+        assert got is not None and got.message.time_to_live == timedelta(seconds=60)
+        await first.complete_message(got)
+        await first.delete_queue(name)
+
+
 async def test_provider_calls_log_ids_at_debug(
     client: Any, queue: qr.QueueName, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -78,6 +78,16 @@ async def test_create_describe_and_delete(
         await admin.delete_queue("orders")
 
 
+async def test_user_metadata_is_kept(admin: ServiceBusAdministrationClient) -> None:
+    created = await admin.create_queue("annotated", user_metadata="owner=<billing> & co")
+    assert created.user_metadata == "owner=<billing> & co"
+    assert (await admin.get_queue("annotated")).user_metadata == "owner=<billing> & co"
+    plain = await admin.create_queue("unannotated")
+    assert plain.user_metadata is None
+    await admin.delete_queue("annotated")
+    await admin.delete_queue("unannotated")
+
+
 async def test_defaults_are_the_services(admin: ServiceBusAdministrationClient) -> None:
     created = await admin.create_queue("plain-defaults")
     assert created.requires_session is False

@@ -87,6 +87,7 @@ def _options_from_xml(body: bytes, base: QueueOptions) -> QueueOptions:
         "dead_lettering_on_message_expiration": base.dead_lettering_on_message_expiration,
         "requires_duplicate_detection": base.requires_duplicate_detection,
         "duplicate_detection_history_time_window": base.duplicate_detection_history_time_window,
+        "user_metadata": base.user_metadata,
     }
     if "RequiresSession" in values:
         fields["requires_session"] = _bool(values["RequiresSession"])
@@ -109,6 +110,8 @@ def _options_from_xml(body: bytes, base: QueueOptions) -> QueueOptions:
         fields["duplicate_detection_history_time_window"] = parse_duration(
             values["DuplicateDetectionHistoryTimeWindow"]
         )
+    if "UserMetadata" in values:
+        fields["user_metadata"] = values["UserMetadata"] or None
     return QueueOptions(**fields)
 
 
@@ -154,7 +157,12 @@ def _entry_xml(base_url: str, queue: Queue, now: float) -> str:
         f"<IsAnonymousAccessible>false</IsAnonymousAccessible>"
         f"<AuthorizationRules/>"
         f"<Status>Active</Status>"
-        f"<CreatedAt>{created}</CreatedAt><UpdatedAt>{created}</UpdatedAt>"
+        + (
+            ""
+            if options.user_metadata is None
+            else f"<UserMetadata>{escape(options.user_metadata)}</UserMetadata>"
+        )
+        + f"<CreatedAt>{created}</CreatedAt><UpdatedAt>{created}</UpdatedAt>"
         f"<AccessedAt>{_timestamp(now)}</AccessedAt>"
         f"<SupportOrdering>true</SupportOrdering>"
         f'<CountDetails xmlns:d2p1="{_COUNTS}">'

@@ -107,6 +107,8 @@ class QueueOptions:
     dead_lettering_on_message_expiration: bool = False
     requires_duplicate_detection: bool = False
     duplicate_detection_history_time_window: float = 600.0
+    #: Free text kept for the queue's owner (Service Bus allows 1024 characters).
+    user_metadata: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_delivery_count <= 2_000_000_000:
@@ -118,6 +120,8 @@ class QueueOptions:
             raise ValueError("default_message_time_to_live must be positive")
         if not 20 <= self.duplicate_detection_history_time_window <= 7 * 86400:
             raise ValueError("duplicate_detection_history_time_window must be 20 s to 7 days")
+        if self.user_metadata is not None and len(self.user_metadata) > 1024:
+            raise ValueError("user_metadata must be at most 1024 characters")
 
 
 @dataclass(slots=True, eq=False)
