@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ..._errors import (
     MessageLockLost,
@@ -64,32 +64,31 @@ __all__ = [
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+# steps are named tuples: made once or more per statement, and a tuple is the cheapest to make
+
+
+class Query(NamedTuple):
     """Rows of a statement (a SELECT or a ``RETURNING``)."""
 
     sql: str
     params: tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Execute:
+class Execute(NamedTuple):
     """A statement's affected row count."""
 
     sql: str
     params: tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ExecuteMany:
+class ExecuteMany(NamedTuple):
     """One statement over many parameter rows (nothing comes back)."""
 
     sql: str
     rows: Sequence[tuple[Any, ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class Wake:
+class Wake(NamedTuple):
     """After commit: tell waiters on ``queue`` (in every process) to look again."""
 
     queue: str
