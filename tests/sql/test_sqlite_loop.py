@@ -66,24 +66,41 @@ async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: 
         assert (await client.receive_message("q", timeout=0)) is not None
 
 
-async def test_full_synchronous_commits_never_run_on_the_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    threads: set[str] = set()
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads SQLite transactions run in, in order."""
+    names: list[str] = []
     transaction = sqlite_adapter.SqliteDatabase._transaction
 
     def recorded(self: sqlite_adapter.SqliteDatabase, op: object, *, wait: bool) -> object:
-        threads.add(threading.current_thread().name)
+        names.append(threading.current_thread().name)
         return transaction(self, op, wait=wait)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sqlite_adapter.SqliteDatabase, "_transaction", recorded)
+    return names
+
+
+async def test_full_synchronous_commits_never_run_on_the_loop(
+    tmp_path: Path, threads: list[str]
+) -> None:
     async with _client(tmp_path, synchronous="full") as client:
         await client.create_queue("q")
         await client.send_message("q", qr.Message(b"x"))
         got = await client.receive_message("q", timeout=0)
         assert got is not None
         await client.complete_message(got)
-    assert threads == {"queue-runtime-sqlite"}
+    assert set(threads) == {"queue-runtime-sqlite"}
+
+
+async def test_big_bodies_are_written_in_the_worker(tmp_path: Path, threads: list[str]) -> None:
+    async with _client(tmp_path) as client:
+        await client.create_queue("q")
+        threads.clear()
+        await client.send_message("q", qr.Message(b"x" * 100))
+        await client.send_message("q", qr.Message(b"x" * (300 * 1024)))
+        await client.send_messages("q", [qr.Message(b"y" * (100 * 1024)) for _ in range(3)])
+        loop = threading.current_thread().name
+        assert threads == [loop, "queue-runtime-sqlite", "queue-runtime-sqlite"]
 
 
 async def test_checkpoints_keep_the_wal_short(

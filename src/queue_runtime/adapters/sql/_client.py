@@ -146,12 +146,13 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
     def _token(self) -> int:
         return self._random.getrandbits(62) + 1
 
-    async def _run(self, op: rules.Op[R], label: str, *, relaxed: bool = False) -> R:
+    async def _run(self, op: rules.Op[R], label: str, *, relaxed: bool = False, size: int = 0) -> R:
         """Run ``op`` in one transaction; ``relaxed`` for receiving and settling, whose loss
-        in a crash of the database server means a delivery again (see `Database.run`)."""
+        in a crash of the database server means a delivery again, ``size`` the bytes it
+        writes if known (see `Database.run`)."""
         if self._state != "open":
             self._check_open()
-        return await self._db.run(op, label, relaxed=relaxed)
+        return await self._db.run(op, label, relaxed=relaxed, size=size)
 
     def _known(self, name: str) -> tuple[rules.QueueRow | None, bool]:
         """The queue as last read, and whether it is due for a sweep."""
@@ -264,16 +265,17 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         gone (the failed insert rolled back: nothing was stored twice)."""
         known = self._queues.get(name)
         now = self._clock.now()
+        size = sum(len(m.body) for m in messages) if len(messages) > 1 else len(messages[0].body)
         try:
             row = await self._run(
-                rules.send(self._st, name, known, messages, now, self._max_size), label
+                rules.send(self._st, name, known, messages, now, self._max_size), label, size=size
             )
         except QueueGone:
             self._queues.pop(name, None)
             if known is None:
                 raise
             row = await self._run(
-                rules.send(self._st, name, None, messages, now, self._max_size), label
+                rules.send(self._st, name, None, messages, now, self._max_size), label, size=size
             )
         except QueueNotFound:
             self._queues.pop(name, None)

@@ -47,11 +47,12 @@ class Database(abc.ABC):
         """Release every connection. Idempotent."""
 
     @abc.abstractmethod
-    async def run(self, op: Op[T], label: str, *, relaxed: bool = False) -> T:
+    async def run(self, op: Op[T], label: str, *, relaxed: bool = False, size: int = 0) -> T:
         """Run ``op`` in one transaction (committed when it returns, rolled back if it
         raises) and announce its `Wake` steps after commit.
 
         ``relaxed`` (receives and settlements): the commit need not wait for the disk where
         the database can tell; losing such a commit in a crash of the database server only
-        means a message is delivered again (its lock or settlement is forgotten).
+        means a message is delivered again (its lock or settlement is forgotten). ``size``:
+        about how many bytes the transaction writes, where the caller knows (message bodies).
         """

@@ -243,7 +243,7 @@ class PostgresDatabase(Database):
                 except Exception:
                     pool.terminate()
 
-    async def run(self, op: Op[T], label: str, *, relaxed: bool = False) -> T:
+    async def run(self, op: Op[T], label: str, *, relaxed: bool = False, size: int = 0) -> T:
         pool = self._relaxed if relaxed else self._pool
         if pool is None:
             raise ConfigurationError(f"{self._where} is not open")

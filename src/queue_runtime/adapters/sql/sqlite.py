@@ -6,7 +6,7 @@ few writes into the OS page cache, cheaper than handing the work to a thread and
 transaction first tries on the loop with no busy timeout: if the write lock is free it runs
 there, if another connection holds it the transaction goes to the worker thread, which waits
 for it (``busy_timeout``). Checkpoints, which sync the file, only ever run in the worker, and
-so does every commit under ``synchronous=FULL`` (an fsync each). Write transactions start
+so do every commit under ``synchronous=FULL`` (an fsync each) and sends of big bodies. Write transactions start
 ``BEGIN IMMEDIATE``: the write lock is taken first, so two consumers (threads or processes)
 never pick the same message. Waiters in this process are woken right after a commit; other
 processes' commits are seen by a short poll that backs off (SQLite has no notifications).
@@ -166,6 +166,9 @@ def _reply(loop: asyncio.AbstractEventLoop, how: Callable[..., None], *args: Any
 # -- errors ------------------------------------------------------------------------------------
 
 _BUSY: Final = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+#: A transaction writing more bytes than this (big bodies) runs in the worker: copying them
+#: into the WAL would hold the loop up for milliseconds.
+INLINE_BYTES: Final = 256 * 1024
 #: Longest a task's run of transactions on the loop goes without letting other tasks run (s).
 YIELD_EVERY: Final = 0.002
 #: Pages the WAL may hold before a checkpoint (16 MiB of 4 KiB pages; SQLite's own is 1000).
@@ -325,9 +328,10 @@ class SqliteDatabase(Database):
         if plan:
             log.debug("migrated %s (%d statements)", where, len(plan))
 
-    async def run(self, op: Op[T], label: str, *, relaxed: bool = False) -> T:
+    async def run(self, op: Op[T], label: str, *, relaxed: bool = False, size: int = 0) -> T:
         # every commit is already as durable as `synchronous` says: relaxed changes nothing
-        if self._inline:
+        inline = self._inline and size <= INLINE_BYTES
+        if inline:
             loop = asyncio.get_running_loop()
             if loop.time() >= self._yield_at:
                 # a task whose every await runs inline would otherwise never let the loop
@@ -335,7 +339,7 @@ class SqliteDatabase(Database):
                 await asyncio.sleep(0)
                 self._yield_at = loop.time() + YIELD_EVERY
         worker = self._worker
-        if self._inline and worker is not None and not worker.pending:
+        if inline and worker is not None and not worker.pending:
             try:
                 result, wakes = self._transaction(op, wait=False)
             except _WouldWait:
