@@ -6,12 +6,12 @@ few writes into the OS page cache, cheaper than handing the work to a thread and
 transaction first tries on the loop with no busy timeout: if the write lock is free it runs
 there, if another connection holds it the transaction goes to the worker thread, which waits
 for it (``busy_timeout``). Checkpoints, which sync the file, only ever run in the worker, and
-so do every commit under ``synchronous=FULL`` (an fsync each) and sends of big bodies. Write transactions start
-``BEGIN IMMEDIATE``: the write lock is taken first, so two consumers (threads or processes)
-never pick the same message. Waiters in this process are woken right after a commit; other
-processes' commits are seen by a short poll that backs off (SQLite has no notifications).
-``NORMAL`` in WAL mode keeps every committed transaction through a crash of the process;
-``FULL`` also through a power loss.
+so do every commit under ``synchronous=FULL`` (an fsync each) and sends of big bodies. Write
+transactions start ``BEGIN IMMEDIATE``: the write lock is taken first, so two consumers
+(threads or processes) never pick the same message. Waiters in this process are woken right
+after a commit; other processes' commits are seen by a short poll that backs off (SQLite has
+no notifications). ``NORMAL`` in WAL mode keeps every committed transaction through a crash of
+the process; ``FULL`` also through a power loss.
 """
 
 from __future__ import annotations
