@@ -265,7 +265,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         gone (the failed insert rolled back: nothing was stored twice)."""
         known = self._queues.get(name)
         now = self._clock.now()
-        size = sum(len(m.body) for m in messages) if len(messages) > 1 else len(messages[0].body)
+        size = _body_bytes(messages)
         try:
             row = await self._run(
                 rules.send(self._st, name, known, messages, now, self._max_size), label, size=size
@@ -590,6 +590,16 @@ class SqlSessionClient(SessionClient):
             op = rules.release_session(self._st, self._lease, self._clock.now())
             await client._run(op, "release_session")
             log.debug("released queue=%s session_id=%s", self._lease.queue, self.session_id)
+
+
+def _body_bytes(messages: Sequence[Message]) -> int:
+    """The bytes of the bodies a send would write (the rules validate the messages later)."""
+    total = 0
+    for message in messages:
+        body = getattr(message, "body", None)
+        if type(body) is bytes:
+            total += len(body)
+    return total
 
 
 def _message_id(checked: str) -> MessageId:
