@@ -163,9 +163,8 @@ def _reply(loop: asyncio.AbstractEventLoop, how: Callable[..., None], *args: Any
         loop.call_soon_threadsafe(how, *args)
 
 
-# -- errors ------------------------------------------------------------------------------------
+# -- tuning ------------------------------------------------------------------------------------
 
-_BUSY: Final = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 #: A transaction writing more bytes than this (big bodies) runs in the worker: copying them
 #: into the WAL would hold the loop up for milliseconds.
 INLINE_BYTES: Final = 256 * 1024
@@ -173,6 +172,10 @@ INLINE_BYTES: Final = 256 * 1024
 YIELD_EVERY: Final = 0.002
 #: Pages the WAL may hold before a checkpoint (16 MiB of 4 KiB pages; SQLite's own is 1000).
 CHECKPOINT_FRAMES: Final = 4000
+
+# -- errors ------------------------------------------------------------------------------------
+
+_BUSY: Final = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 _UNUSABLE: Final = {"SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH"}
 
 
