@@ -7,7 +7,8 @@ SQLite (same directory, same disk): put N small messages, then get + ack them, w
 message at a time and in batches of 100 (``send_messages``, ``receive_messages`` +
 ``complete_messages``). Every figure is durable against a crash of the process (WAL with
 ``synchronous=NORMAL`` for litequeue and the adapter; persist-queue's default is ``FULL``).
-Targets: one at a time >= 10x the faster baseline, batches of 100 >= 50x.
+Targets: one at a time >= 10x the faster baseline, batches of 100 >= 50x. Beside them, the
+adapter's own statements run from a bare loop show what SQLite itself allows one at a time.
 
 PostgreSQL (same database): enqueue N, then dequeue + ack with 4 concurrent consumers, with
 `pgqueuer` as the baseline (4 QueueManagers, batch size 10) against the adapter (4 clients,
@@ -78,6 +79,62 @@ def persist_queue_run(directory: Path, n: int) -> float:
             queue.ack(queue.get())
 
     return n / timed(run)
+
+
+# -- what SQLite itself costs -------------------------------------------------------------------
+
+
+def sqlite_floor_run(directory: Path, n: int) -> float:
+    """The adapter's own statements and transactions for one message at a time (send; receive,
+    which locks and counts the delivery; complete), from a bare loop on one connection with
+    the adapter's settings (SQLite checkpointing by itself, in the loop, where the adapter
+    checkpoints in its worker thread): about what the adapter would reach if its own Python
+    cost nothing."""
+    import random
+    import sqlite3
+
+    from queue_runtime.adapters.sql._schema import migration_plan, version_statements
+    from queue_runtime.adapters.sql._statements import Statements
+    from queue_runtime.adapters.sql.sqlite import sqlite_dialect
+
+    dialect = sqlite_dialect("qr_")
+    st = Statements(dialect)
+    connection = sqlite3.connect(directory / "floor.db", isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "temp_store=MEMORY"):
+        connection.execute(f"PRAGMA {pragma}")
+    cursor = connection.cursor()
+    create, _ = version_statements(dialect)
+    cursor.execute(create)
+    for sql in migration_plan(dialect, None, "floor"):
+        cursor.execute(sql)
+    [(queue_id,)] = cursor.execute(st.insert_queue, ("q", 0, 0, 10, 30.0, None, 0)).fetchall()
+    body = bytearray(BODY)
+    # the insert the adapter sends for such a message: its NULLs written into the text
+    shape = (queue_id, "", "m", body, None, None, None, None, None, 0.0, 0.0, None)
+    [(insert, _)] = st.runs("insert_message", [shape])
+
+    def run() -> None:
+        for i in range(n):
+            now = time.time()
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(insert, (queue_id, "", f"m-{i}", body, now, now))
+            cursor.execute("COMMIT")
+        for _ in range(n):
+            now = time.time()
+            token = random.getrandbits(62) + 1
+            cursor.execute("BEGIN IMMEDIATE")
+            [row] = cursor.execute(
+                st.lock_one, (token, now + 30, queue_id, "", now, now, 10, now)
+            ).fetchall()
+            cursor.execute("COMMIT")
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(st.complete, (row[0], token, now))
+            cursor.execute("COMMIT")
+
+    try:
+        return n / timed(run)
+    finally:
+        connection.close()
 
 
 # -- the SQLite adapter ------------------------------------------------------------------------
@@ -228,6 +285,11 @@ async def main() -> int:
         url = f"sqlite://{directory / 'queue-runtime.db'}"
         single = await adapter_run(url, n, 1)
         batched = await adapter_run(url, n, 100)
+        floor = sqlite_floor_run(directory, n)
+        print(
+            f"  {'SQLite itself (the same statements)':<34} {floor:>10,.0f} msg/s  "
+            f"{floor / baseline:6.2f}x  (one at a time without the adapter's Python)"
+        )
         met &= report("queue-runtime sqlite, one at a time", single, baseline, 10)
         met &= report("queue-runtime sqlite, batches of 100", batched, baseline, 50)
     finally:
