@@ -266,21 +266,16 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         known = self._queues.get(name)
         now = self._clock.now()
         size = _body_bytes(messages)
-        try:
-            row = await self._run(
-                rules.send(self._st, name, known, messages, now, self._max_size), label, size=size
-            )
-        except QueueGone:
-            self._queues.pop(name, None)
-            if known is None:
-                raise
-            row = await self._run(
-                rules.send(self._st, name, None, messages, now, self._max_size), label, size=size
-            )
-        except QueueNotFound:
-            self._queues.pop(name, None)
-            raise
-        self._queues[name] = row
+        while True:
+            op = rules.send(self._st, name, known, messages, now, self._max_size)
+            try:
+                self._queues[name] = await self._run(op, label, size=size)
+                return
+            except QueueNotFound as exc:
+                self._queues.pop(name, None)
+                if known is None or not isinstance(exc, QueueGone):
+                    raise
+                known = None
 
     # -- receiving -----------------------------------------------------------------------
 
