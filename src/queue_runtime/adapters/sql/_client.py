@@ -14,7 +14,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from ..._arguments import (
     check_dead_letter_reason,
@@ -164,6 +164,22 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         if swept:
             self._swept[queue.name] = asyncio.get_running_loop().time()
 
+    async def _take(
+        self,
+        name: str,
+        take: Callable[[rules.QueueRow | None, bool], rules.Op[rules.Taken]],
+        label: str,
+    ) -> tuple[rules.QueueRow, list[Any]]:
+        """Run a receive op (``take(known, sweep_first)``) against queue ``name`` as last read;
+        when it found nothing without a sweep, once more with the queue read again and swept
+        (it may have been deleted, or hold messages whose lapsed locks a sweep notices)."""
+        known, sweep = self._known(name)
+        row, rows, swept = await self._run_on(name, take(known, sweep), label)
+        if not rows and not swept:
+            row, rows, swept = await self._run_on(name, take(None, True), label)
+        self._remember(row, swept)
+        return row, rows
+
     async def _run_on(self, name: str, op: rules.Op[R], label: str) -> R:
         """`_run` (relaxed) for a receive on queue ``name``: forgets the queue if it is gone."""
         try:
@@ -299,10 +315,14 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
 
         async def attempt() -> list[ReceivedMessage]:
             token = self._token()
-            known, sweep = self._known(name)
-            op = rules.receive(self._st, name, known, max_messages, self._clock.now(), token, sweep)
-            row, rows, swept = await self._run_on(name, op, "receive")
-            self._remember(row, swept)
+            now = self._clock.now()
+            row, rows = await self._take(
+                name,
+                lambda known, sweep: rules.receive(
+                    self._st, name, known, max_messages, now, token, sweep
+                ),
+                "receive",
+            )
             return received(rows, self._db.key, name, row.id, token, 0)
 
         got = await self._until(name, wait, attempt)
@@ -508,11 +528,14 @@ class SqlSessionClient(SessionClient):
         async def attempt() -> list[ReceivedMessage]:
             lease = self._check()
             token = client._token()
-            known, sweep = client._known(lease.queue)
             now = self._clock.now()
-            op = rules.session_receive(self._st, lease, known, max_messages, now, token, sweep)
-            row, rows, swept = await client._run_on(lease.queue, op, "session receive")
-            client._remember(row, swept)
+            _, rows = await client._take(
+                lease.queue,
+                lambda known, sweep: rules.session_receive(
+                    self._st, lease, known, max_messages, now, token, sweep
+                ),
+                "session receive",
+            )
             return received(rows, client._db.key, lease.queue, lease.queue_id, token, lease.token)
 
         # woken by the lease's expiry at the latest, so a lapsed lock is reported

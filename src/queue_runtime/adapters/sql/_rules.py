@@ -39,6 +39,7 @@ __all__ = [
     "Query",
     "QueueRow",
     "Step",
+    "Taken",
     "Wake",
     "abandon",
     "accept_session",
@@ -68,17 +69,24 @@ T = TypeVar("T")
 
 
 class Query(NamedTuple):
-    """Rows of a statement (a SELECT or a ``RETURNING``)."""
+    """Rows of a statement (a SELECT or a ``RETURNING``); ``last``: see `Execute`."""
 
     sql: str
     params: tuple[Any, ...]
+    last: bool = False
 
 
 class Execute(NamedTuple):
-    """A statement's affected row count."""
+    """A statement's affected row count.
+
+    ``last``: the op runs no statement after this one, and fails after it only when it
+    changed nothing. When it is also the op's first, a driver may run it as a transaction of
+    its own (one statement is atomic by itself), without ``BEGIN`` and ``COMMIT``.
+    """
 
     sql: str
     params: tuple[Any, ...]
+    last: bool = False
 
 
 class ExecuteMany(NamedTuple):
@@ -221,8 +229,12 @@ def send(
         message_row(queue.id, (m.session_id or "") if requires_session else "", m, now, ttl, blob)
         for m in messages
     ]
-    for sql, run in st.runs("insert_message", rows):
-        yield Execute(sql, run[0]) if len(run) == 1 else ExecuteMany(sql, run)
+    runs = list(st.runs("insert_message", rows))
+    for sql, run in runs:
+        if len(run) == 1:
+            yield Execute(sql, run[0], len(runs) == 1)
+        else:
+            yield ExecuteMany(sql, run)
     yield Wake(name)
     return queue
 
@@ -258,6 +270,9 @@ def sweep(st: Statements, queue: QueueRow, now: float) -> Op[None]:
 
 # -- receiving --------------------------------------------------------------------------------
 
+#: What a receive op returns: the queue, the locked rows, whether it swept the queue first.
+Taken = tuple[QueueRow, list[Any], bool]
+
 
 #: Stands for "never spent" in the delivery filter of a dead-letter queue.
 _UNLIMITED = 2**31 - 1
@@ -279,9 +294,9 @@ def _lock(
 ) -> Op[list[Any]]:
     params = (token, locked_until, queue.id, partition, now, now, _spendable(queue), now)
     if max_messages == 1:
-        rows = yield Query(st.lock_one, params)
+        rows = yield Query(st.lock_one, params, True)
     else:
-        rows = yield Query(st.lock_next, (*params, max_messages))
+        rows = yield Query(st.lock_next, (*params, max_messages), True)
     return list(rows)
 
 
@@ -308,23 +323,20 @@ def _take(
     now: float,
     token: int,
     sweep_first: bool,
-) -> Op[tuple[QueueRow, list[Any], bool]]:
+) -> Op[Taken]:
     """Lock the partition's next deliverable messages.
 
-    ``known`` is the queue as last read (None: ``load`` it); when nothing is found the queue
-    is loaded again (it may have been deleted) and swept before a second look. Returns the
-    queue, the locked rows and whether it swept.
+    ``known`` is the queue as last read (None: ``load`` it, then sweep it). Returns the
+    queue, the locked rows and whether it swept. A caller that got nothing without a sweep
+    runs the op again with ``known=None``: the queue may have been deleted, or hold messages
+    whose lapsed locks only a sweep notices. (Not in this op: then the lock, most often its
+    only statement, runs without a transaction around it.)
     """
     queue = known or (yield from load())
     swept = sweep_first or known is None
     if swept:
         yield from sweep(st, queue, now)
     rows = yield from _lock(st, queue, partition, lock_until(queue), max_messages, now, token)
-    if not rows and not swept:
-        queue = yield from load()
-        yield from sweep(st, queue, now)
-        swept = True
-        rows = yield from _lock(st, queue, partition, lock_until(queue), max_messages, now, token)
     return queue, rows, swept
 
 
@@ -336,7 +348,7 @@ def receive(
     now: float,
     token: int,
     sweep_first: bool,
-) -> Op[tuple[QueueRow, list[Any], bool]]:
+) -> Op[Taken]:
     """Lock up to ``max_messages`` deliverable messages of a queue without sessions."""
     return (
         yield from _take(
@@ -391,7 +403,7 @@ def _lock_lost() -> MessageLockLost:
 
 def complete(st: Statements, receipt: Receipt, now: float) -> Op[None]:
     yield from _check_session(st, receipt, now)
-    if not (yield Execute(st.complete, (receipt.seq, receipt.token, now))):
+    if not (yield Execute(st.complete, (receipt.seq, receipt.token, now), True)):
         raise _lock_lost()
 
 
@@ -439,6 +451,20 @@ def renew_lock(st: Statements, receipt: Receipt, now: float) -> Op[float]:
     return until
 
 
+def _inside(op: Op[T]) -> Op[T]:
+    """``op`` as a part of a larger op: none of its statements is the last."""
+    value: Any = None
+    while True:
+        try:
+            step = op.send(value)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        if type(step) is Query or type(step) is Execute:
+            step = step._replace(last=False)
+        value = yield step
+
+
 def settle_many(
     st: Statements,
     settle: Callable[[Statements, Receipt, float], Op[None]],
@@ -450,7 +476,7 @@ def settle_many(
     outcomes: list[QueueError | None] = []
     for receipt in receipts:
         try:
-            yield from settle(st, receipt, now)
+            yield from _inside(settle(st, receipt, now))
         except (MessageLockLost, SessionLockLost, QueueNotFound) as exc:
             outcomes.append(exc)
         else:
@@ -560,7 +586,7 @@ def session_receive(
     now: float,
     token: int,
     sweep_first: bool,
-) -> Op[tuple[QueueRow, list[Any], bool]]:
+) -> Op[Taken]:
     """The session's next messages in order, locked under its lease (see `_take`)."""
     until = yield from check_lease(st, lease, now)
     return (

@@ -38,7 +38,7 @@ from ..._errors import (
 from ...config import SqliteConfig
 from ._client import SqlQueueClient
 from ._database import Database, QueueGone, WakeListener, log
-from ._rules import Execute, ExecuteMany, Op, Query, Wake
+from ._rules import Execute, ExecuteMany, Op, Query, Step, Wake
 from ._schema import migration_plan, version_statements
 from ._statements import Dialect, Statements
 
@@ -185,7 +185,12 @@ def _busy(exc: sqlite3.Error) -> bool:
 
 
 class _WouldWait(Exception):
-    """The write lock was taken: the transaction goes to the worker thread, which waits."""
+    """The write lock was taken: the transaction goes to the worker thread, which waits.
+    Nothing ran yet; ``step`` is the op's first step, already taken from it."""
+
+    def __init__(self, step: Step) -> None:
+        super().__init__()
+        self.step = step
 
 
 def translate(exc: sqlite3.Error, where: str) -> QueueError:
@@ -345,8 +350,11 @@ class SqliteDatabase(Database):
         if inline and worker is not None and not worker.pending:
             try:
                 result, wakes = self._transaction(op, wait=False)
-            except _WouldWait:
-                result, wakes = await self._in_thread(lambda: self._transaction(op, wait=True))
+            except _WouldWait as busy:
+                first = busy.step
+                result, wakes = await self._in_thread(
+                    lambda: self._transaction(op, wait=True, first=first)
+                )
             except sqlite3.Error as exc:
                 raise translate(exc, f"sqlite database {self._path}") from exc
         else:
@@ -415,9 +423,15 @@ class SqliteDatabase(Database):
             connection.execute(f"PRAGMA busy_timeout={milliseconds}")
             self._busy_now = milliseconds
 
-    def _transaction(self, op: Op[T], *, wait: bool) -> tuple[T, list[str]]:
-        """Run ``op`` in one write transaction. ``wait=False`` (on the loop): raise
-        `_WouldWait` before anything ran if another connection holds the write lock."""
+    def _transaction(
+        self, op: Op[T], *, wait: bool, first: Step | None = None
+    ) -> tuple[T, list[str]]:
+        """Run ``op`` in one write transaction (``first``: its first step, if already taken).
+
+        ``wait=False`` (on the loop): raise `_WouldWait` before anything ran if another
+        connection holds the write lock; an op whose first statement is its `last` runs it
+        without ``BEGIN``/``COMMIT`` (SQLite makes the one statement a transaction).
+        """
         connection, cursor = self._connection, self._cursor
         if connection is None or cursor is None:
             raise ConfigurationError("the sqlite database is closed")
@@ -425,17 +439,21 @@ class SqliteDatabase(Database):
         self._set_busy_timeout(connection, wait=wait)
         wakes: list[str] = []
         try:
+            step = op.send(None) if first is None else first
+        except StopIteration as stop:  # an op without statements
+            return stop.value, wakes
+        if not wait and (type(step) is Query or type(step) is Execute) and step.last:
+            return self._alone(op, step, wakes)
+        try:
             execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if not wait and _busy(exc):
-                raise _WouldWait from None
+                raise _WouldWait(step) from None
             raise
         try:
-            value: Any = None
             while True:
-                step = op.send(value)
                 if type(step) is Query:
-                    value = execute(step.sql, step.params).fetchall()
+                    value: Any = execute(step.sql, step.params).fetchall()
                 elif type(step) is Execute:
                     value = execute(step.sql, step.params).rowcount
                 elif type(step) is ExecuteMany:
@@ -445,6 +463,7 @@ class SqliteDatabase(Database):
                     assert isinstance(step, Wake)
                     wakes.append(step.queue)
                     value = None
+                step = op.send(value)
         except StopIteration as stop:
             execute("COMMIT")
             return stop.value, wakes
@@ -452,6 +471,30 @@ class SqliteDatabase(Database):
             if connection.in_transaction:
                 execute("ROLLBACK")
             raise
+
+    def _alone(self, op: Op[T], step: Query | Execute, wakes: list[str]) -> tuple[T, list[str]]:
+        """Run the op's only statement as a transaction of its own, then the rest of the op
+        (wake-ups and its result: `last` promises no other statement)."""
+        cursor = self._cursor
+        assert cursor is not None
+        try:
+            if type(step) is Query:
+                value: Any = cursor.execute(step.sql, step.params).fetchall()
+            else:
+                value = cursor.execute(step.sql, step.params).rowcount
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):  # the statement rolled back: nothing ran
+                raise _WouldWait(step) from None
+            raise
+        while True:
+            try:
+                after = op.send(value)
+            except StopIteration as stop:
+                return stop.value, wakes
+            if type(after) is not Wake:
+                raise RuntimeError(f"a statement after the last one: {after!r}")
+            wakes.append(after.queue)
+            value = None
 
 
 class SqliteQueueClient(SqlQueueClient):
