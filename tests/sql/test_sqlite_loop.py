@@ -1,7 +1,7 @@
 """SQLite transactions run on the event loop only when they can neither wait nor sync: other
 tasks keep running through a long run of them, a write lock held elsewhere is waited for in
 the worker thread, ``synchronous=full`` commits never run on the loop, and checkpoints (in the
-worker) keep the WAL short."""
+worker) keep the WAL short. An op of one statement runs it without ``BEGIN``/``COMMIT``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import queue_runtime as qr
+from queue_runtime.adapters.sql import _rules as rules
 from queue_runtime.adapters.sql import sqlite as sqlite_adapter
 from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
 
@@ -72,9 +73,9 @@ def threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     names: list[str] = []
     transaction = sqlite_adapter.SqliteDatabase._transaction
 
-    def recorded(self: sqlite_adapter.SqliteDatabase, op: object, *, wait: bool) -> object:
+    def recorded(self: sqlite_adapter.SqliteDatabase, op: object, **how: object) -> object:
         names.append(threading.current_thread().name)
-        return transaction(self, op, wait=wait)  # type: ignore[arg-type]
+        return transaction(self, op, **how)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sqlite_adapter.SqliteDatabase, "_transaction", recorded)
     return names
@@ -119,3 +120,62 @@ async def test_checkpoints_keep_the_wal_short(
         await client.complete_messages(got)
         statistics = await client.get_queue_statistics("q")
         assert statistics.active == 1400
+
+
+@pytest.fixture
+def statements() -> list[str]:
+    """Every statement the next client's loop connection runs (set by `_traced`)."""
+    return []
+
+
+def _traced(client: SqliteQueueClient, statements: list[str]) -> None:
+    connection = client._db._connection  # type: ignore[attr-defined]
+    connection.set_trace_callback(lambda sql: statements.append(sql.split()[0].upper()))
+
+
+async def test_one_statement_ops_run_without_begin(tmp_path: Path, statements: list[str]) -> None:
+    async with _client(tmp_path) as client:
+        await client.create_queue("q")
+        await client.send_message("q", qr.Message(b"first"))
+        assert await client.receive_message("q", timeout=0) is not None  # reads and sweeps
+        _traced(client, statements)
+        await client.send_message("q", qr.Message(b"x"))
+        got = await client.receive_message("q", timeout=0)
+        assert got is not None and got.body == b"x"
+        await client.complete_message(got)
+        assert statements == ["INSERT", "UPDATE", "DELETE"]
+        statements.clear()
+        await client.send_messages("q", [qr.Message(b"y"), qr.Message(b"z")])
+        assert statements[0] == "BEGIN" and statements[-1] == "COMMIT"  # a batch: all or none
+        with pytest.raises(qr.MessageLockLost):  # a failed one changed nothing
+            await client.complete_message(got)
+
+
+async def test_a_one_statement_op_waits_for_a_lock_held_elsewhere_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    async with _client(tmp_path) as client:
+        await client.create_queue("q")
+        await client.send_message("q", qr.Message(b"x"))
+        got = await client.receive_message("q", timeout=0)
+        assert got is not None
+        other = sqlite3.connect(tmp_path / "queues.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        complete = asyncio.create_task(client.complete_message(got))
+        await asyncio.sleep(0.05)
+        assert not complete.done()  # its DELETE was refused and runs again in the worker
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(complete, 5)
+        assert (await client.get_queue_statistics("q")).active == 0
+
+
+async def test_an_op_that_breaks_its_last_statement_promise_is_refused(tmp_path: Path) -> None:
+    def broken() -> rules.Op[None]:
+        yield rules.Query("SELECT 1", (), True)
+        yield rules.Query("SELECT 2", ())
+
+    async with _client(tmp_path) as client:
+        await client.create_queue("q")
+        with pytest.raises(RuntimeError, match="after the last one"):
+            await client._db.run(broken(), "broken")  # type: ignore[attr-defined]
