@@ -14,6 +14,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from time import monotonic
 from typing import Any, Final, TypeVar
 
 from ..._arguments import (
@@ -157,12 +158,12 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
     def _known(self, name: str) -> tuple[rules.QueueRow | None, bool]:
         """The queue as last read, and whether it is due for a sweep."""
         swept = self._swept.get(name, 0.0)
-        return self._queues.get(name), asyncio.get_running_loop().time() - swept > SWEEP_INTERVAL
+        return self._queues.get(name), monotonic() - swept > SWEEP_INTERVAL
 
     def _remember(self, queue: rules.QueueRow, swept: bool) -> None:
         self._queues[queue.name] = queue
         if swept:
-            self._swept[queue.name] = asyncio.get_running_loop().time()
+            self._swept[queue.name] = monotonic()
 
     async def _take(
         self,
@@ -174,19 +175,15 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         when it found nothing without a sweep, once more with the queue read again and swept
         (it may have been deleted, or hold messages whose lapsed locks a sweep notices)."""
         known, sweep = self._known(name)
-        row, rows, swept = await self._run_on(name, take(known, sweep), label)
-        if not rows and not swept:
-            row, rows, swept = await self._run_on(name, take(None, True), label)
-        self._remember(row, swept)
-        return row, rows
-
-    async def _run_on(self, name: str, op: rules.Op[R], label: str) -> R:
-        """`_run` (relaxed) for a receive on queue ``name``: forgets the queue if it is gone."""
         try:
-            return await self._run(op, label, relaxed=True)
+            row, rows, swept = await self._run(take(known, sweep), label, relaxed=True)
+            if not rows and not swept:
+                row, rows, swept = await self._run(take(None, True), label, relaxed=True)
         except QueueNotFound:
             self._queues.pop(name, None)
             raise
+        self._remember(row, swept)
+        return row, rows
 
     async def _until(
         self,

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from queue import SimpleQueue
+from time import monotonic
 from typing import Any, Final, TypeVar
 
 from ..._clock import Clock
@@ -172,6 +173,8 @@ INLINE_BYTES: Final = 256 * 1024
 YIELD_EVERY: Final = 0.002
 #: Pages the WAL may hold before a checkpoint (16 MiB of 4 KiB pages; SQLite's own is 1000).
 CHECKPOINT_FRAMES: Final = 4000
+#: Most commits between checkpoints, however few pages each writes.
+CHECKPOINT_COMMITS: Final = 1000
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -339,13 +342,11 @@ class SqliteDatabase(Database):
     async def run(self, op: Op[T], label: str, *, relaxed: bool = False, size: int = 0) -> T:
         # every commit is already as durable as `synchronous` says: relaxed changes nothing
         inline = self._inline and size <= INLINE_BYTES
-        if inline:
-            loop = asyncio.get_running_loop()
-            if loop.time() >= self._yield_at:
-                # a task whose every await runs inline would otherwise never let the loop
-                # run anything else; before the transaction, so a cancel here changes nothing
-                await asyncio.sleep(0)
-                self._yield_at = loop.time() + YIELD_EVERY
+        if inline and monotonic() >= self._yield_at:
+            # a task whose every await runs inline would otherwise never let the loop run
+            # anything else; before the transaction, so a cancel here changes nothing
+            await asyncio.sleep(0)
+            self._yield_at = monotonic() + YIELD_EVERY
         worker = self._worker
         if inline and worker is not None and not worker.pending:
             try:
@@ -401,7 +402,9 @@ class SqliteDatabase(Database):
             self._checkpointing = False
             return
         per_commit = max(1.0, future.result() / max(1, writes))
-        self._checkpoint_every = int(min(1000, max(8, CHECKPOINT_FRAMES / per_commit)))
+        self._checkpoint_every = int(
+            min(CHECKPOINT_COMMITS, max(8, CHECKPOINT_FRAMES / per_commit))
+        )
         worker.submit(self._checkpoint).add_done_callback(self._checkpoint_done)
 
     def _checkpoint_done(self, future: asyncio.Future[int]) -> None:
