@@ -1,6 +1,7 @@
 """Throughput of the SQL adapters against other SQL-backed queues, measured in one run.
 
-    python benchmarks/bench_sql.py [--messages 20000] [--dir DIR] [--postgres URL] [--skip-pg]
+    python benchmarks/bench_sql.py [--messages 20000] [--repeat 3] [--dir DIR] [--postgres URL]
+                                   [--skip-pg]
 
 SQLite (same directory, same disk): put N small messages, then get + ack them, with
 `litequeue` and `persist-queue` (``SQLiteAckQueue``) as baselines, against the adapter one
@@ -13,7 +14,9 @@ adapter's own statements run from a bare loop show what SQLite itself allows one
 PostgreSQL (same database): enqueue N, then dequeue + ack with 4 concurrent consumers, with
 `pgqueuer` as the baseline (4 QueueManagers, batch size 10) against the adapter (4 clients,
 batches of 10). Target: >= 1x pgqueuer. Baselines come from the ``bench`` extra
-(``pip install -e '.[bench]'``). Figures are messages per second; a missed target prints MISS.
+(``pip install -e '.[bench]'``). Figures are messages per second, each the median of
+``--repeat`` rounds in which every contender runs once, in turn (the range follows in
+brackets); a missed target prints MISS.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -250,16 +254,38 @@ async def adapter_pg_run(dsn: str, n: int, consumers: int) -> float:
 # -- report ------------------------------------------------------------------------------------
 
 
-def report(name: str, figure: float, baseline: float, target: float) -> bool:
+def median(figures: list[float]) -> float:
+    return statistics.median(figures)
+
+
+def spread(figures: list[float]) -> str:
+    """The repetitions' range, beside the median."""
+    if len(figures) < 2:
+        return ""
+    return f"  [{min(figures):,.0f}-{max(figures):,.0f}]"
+
+
+def line(name: str, figures: list[float]) -> None:
+    print(f"  {name:<34} {median(figures):>10,.0f} msg/s{spread(figures)}")
+
+
+def report(name: str, figures: list[float], baseline: float, target: float) -> bool:
+    figure = median(figures)
     ratio = figure / baseline
     verdict = "ok" if ratio >= target else "MISS"
-    print(f"  {name:<34} {figure:>10,.0f} msg/s  {ratio:6.2f}x  (target >= {target:g}x) {verdict}")
+    print(
+        f"  {name:<34} {figure:>10,.0f} msg/s  {ratio:6.2f}x  (target >= {target:g}x) "
+        f"{verdict}{spread(figures)}"
+    )
     return ratio >= target
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="repetitions of every contender (the median counts)"
+    )
     parser.add_argument("--dir", help="where the SQLite files go (default: a temporary dir)")
     parser.add_argument(
         "--postgres",
@@ -267,34 +293,51 @@ async def main() -> int:
     )
     parser.add_argument("--skip-pg", action="store_true")
     args = parser.parse_args()
-    n = args.messages
+    n, repeat = args.messages, max(1, args.repeat)
     directory = Path(tempfile.mkdtemp(prefix="bench-sql-", dir=args.dir))
     met = True
+    figures: dict[str, list[float]] = {}
+
+    def add(name: str, figure: float) -> None:
+        figures.setdefault(name, []).append(figure)
+
     try:
-        print(f"SQLite, {n:,} messages: put all, then get + ack all ({directory})")
-        lite = litequeue_run(directory, n)
-        persist = persist_queue_run(directory, n)
-        print(f"  {'litequeue':<34} {lite:>10,.0f} msg/s")
-        print(f"  {'persist-queue SQLiteAckQueue':<34} {persist:>10,.0f} msg/s")
-        baseline = max(lite, persist)
-        url = f"sqlite://{directory / 'queue-runtime.db'}"
-        single = await adapter_run(url, n, 1)
-        batched = await adapter_run(url, n, 100)
-        floor = sqlite_floor_run(directory, n)
+        print(
+            f"SQLite, {n:,} messages: put all, then get + ack all, median of {repeat} ({directory})"
+        )
+        for round_ in range(repeat):  # contenders take turns, each on files of its own
+            here = directory / str(round_)
+            here.mkdir()
+            add("litequeue", litequeue_run(here, n))
+            add("persist", persist_queue_run(here, n))
+            url = f"sqlite://{here / 'queue-runtime.db'}"
+            add("single", await adapter_run(url, n, 1))
+            add("batched", await adapter_run(url, n, 100))
+            add("floor", sqlite_floor_run(here, n))
+            shutil.rmtree(here, ignore_errors=True)
+        line("litequeue", figures["litequeue"])
+        line("persist-queue SQLiteAckQueue", figures["persist"])
+        baseline = max(median(figures["litequeue"]), median(figures["persist"]))
+        floor = median(figures["floor"])
         print(
             f"  {'SQLite itself (the same statements)':<34} {floor:>10,.0f} msg/s  "
             f"{floor / baseline:6.2f}x  (one at a time without the adapter's Python)"
+            f"{spread(figures['floor'])}"
         )
-        met &= report("queue-runtime sqlite, one at a time", single, baseline, 10)
-        met &= report("queue-runtime sqlite, batches of 100", batched, baseline, 50)
+        met &= report("queue-runtime sqlite, one at a time", figures["single"], baseline, 10)
+        met &= report("queue-runtime sqlite, batches of 100", figures["batched"], baseline, 50)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     if not args.skip_pg:
-        print(f"PostgreSQL, {n:,} messages: enqueue all, then dequeue + ack, 4 consumers")
-        pgq = await pgqueuer_run(args.postgres, n, 4)
-        print(f"  {'pgqueuer':<34} {pgq:>10,.0f} msg/s")
-        ours = await adapter_pg_run(args.postgres, n, 4)
-        met &= report("queue-runtime postgresql", ours, pgq, 1)
+        print(
+            f"PostgreSQL, {n:,} messages: enqueue all, then dequeue + ack, 4 consumers, "
+            f"median of {repeat}"
+        )
+        for _ in range(repeat):
+            add("pgqueuer", await pgqueuer_run(args.postgres, n, 4))
+            add("pg", await adapter_pg_run(args.postgres, n, 4))
+        line("pgqueuer", figures["pgqueuer"])
+        met &= report("queue-runtime postgresql", figures["pg"], median(figures["pgqueuer"]), 1)
     return 0 if met else 1
 
 
