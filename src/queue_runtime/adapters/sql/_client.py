@@ -150,7 +150,8 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
     async def _run(self, op: rules.Op[R], label: str, *, relaxed: bool = False, size: int = 0) -> R:
         """Run ``op`` in one transaction; ``relaxed`` for receiving and settling, whose loss
         in a crash of the database server means a delivery again, ``size`` the bytes it
-        writes if known (see `Database.run`)."""
+        writes if known (see `Database.run`). (The hot paths, which checked the client is
+        open just before, call the database directly.)"""
         if self._state != "open":
             self._check_open()
         return await self._db.run(op, label, relaxed=relaxed, size=size)
@@ -173,12 +174,13 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
     ) -> tuple[rules.QueueRow, list[Any]]:
         """Run a receive op (``take(known, sweep_first)``) against queue ``name`` as last read;
         when it found nothing without a sweep, once more with the queue read again and swept
-        (it may have been deleted, or hold messages whose lapsed locks a sweep notices)."""
+        (it may have been deleted, or hold messages whose lapsed locks a sweep notices). The
+        caller checked that the client is open."""
         known, sweep = self._known(name)
         try:
-            row, rows, swept = await self._run(take(known, sweep), label, relaxed=True)
+            row, rows, swept = await self._db.run(take(known, sweep), label, relaxed=True)
             if not rows and not swept:
-                row, rows, swept = await self._run(take(None, True), label, relaxed=True)
+                row, rows, swept = await self._db.run(take(None, True), label, relaxed=True)
         except QueueNotFound:
             self._queues.pop(name, None)
             raise
@@ -282,7 +284,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         while True:
             op = rules.send(self._st, name, known, messages, now, self._max_size)
             try:
-                self._queues[name] = await self._run(op, label, size=size)
+                self._queues[name] = await self._db.run(op, label, size=size)
                 return
             except QueueNotFound as exc:
                 self._queues.pop(name, None)
@@ -379,7 +381,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         receipt: Receipt,
         action: str,
     ) -> None:
-        await self._run(settle(self._st, receipt, self._clock.now()), action, relaxed=True)
+        await self._db.run(settle(self._st, receipt, self._clock.now()), action, relaxed=True)
         _log_settled(action, receipt)
 
     async def dead_letter_message(

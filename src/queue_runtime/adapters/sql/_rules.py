@@ -229,7 +229,7 @@ def send(
         message_row(queue.id, (m.session_id or "") if requires_session else "", m, now, ttl, blob)
         for m in messages
     ]
-    runs = list(st.runs("insert_message", rows))
+    runs = st.runs("insert_message", rows)
     for sql, run in runs:
         if len(run) == 1:
             yield Execute(sql, run[0], len(runs) == 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -247,24 +247,23 @@ class Statements:
 
     def runs(
         self, name: str, rows: Sequence[tuple[Any, ...]]
-    ) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+    ) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """Statement ``name`` over ``rows``, in order, as runs of rows with NULLs in the same
         places: each run's statement has ``NULL`` written where those parameters were, and its
         rows leave them out. (Binding ``None`` costs Python 3.11's sqlite3 a failed adapter
         lookup per value, several times the cost of the rest of a small row.)"""
-        run: list[tuple[Any, ...]] = []
+        runs: list[tuple[str, list[tuple[Any, ...]]]] = []
         shape: tuple[str, tuple[type, ...]] | None = None
-        sql = ""
+        run: list[tuple[Any, ...]] = []
         for row in rows:
             found = (name, tuple(map(type, row)))
             if found != shape:
-                if run:
-                    yield sql, run
-                run, shape = [], found
+                shape = found
                 sql, keep = self._binding(found)
+                run = []
+                runs.append((sql, run))
             run.append(keep(row))
-        if run:
-            yield sql, run
+        return runs
 
     def _binding(
         self, shape: tuple[str, tuple[type, ...]]
