@@ -17,6 +17,7 @@ from sql_helpers import store_url
 
 import queue_runtime as qr
 from queue_runtime.adapters.sql import SCHEMA_VERSION
+from queue_runtime.adapters.sql import _rules as rules
 from queue_runtime.adapters.sql.postgres import PostgresQueueClient
 from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
 
@@ -272,3 +273,58 @@ async def test_statistics_count_what_the_queue_holds(sql_client: qr.QueueClient)
         await session.set_state(b"x")
         orders = await sql_client.get_queue_statistics("orders")
         assert (orders.active, orders.sessions, orders.locked_sessions) == (2, 2, 1)
+
+
+# -- ops of one statement ----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_op_that_runs_a_statement_after_its_last_is_refused(
+    sql_client: qr.QueueClient,
+) -> None:
+    def broken() -> rules.Op[None]:
+        yield rules.Query("SELECT 1", (), True)
+        yield rules.Query("SELECT 2", ())
+
+    await sql_client.create_queue("q")
+    # a bug in the rules, not bad input (PostgreSQL's driver wraps it as a ProviderError)
+    with pytest.raises((RuntimeError, qr.ProviderError), match="after the last one"):
+        await sql_client._db.run(broken(), "broken")  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio
+async def test_postgres_runs_an_op_of_one_statement_without_a_transaction(
+    postgres_config: qr.PostgresConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One round trip instead of three (``BEGIN``, the statement, ``COMMIT``); a batch still
+    runs in one transaction, and a send's wake-up still reaches a waiting receiver."""
+    opened = 0
+    transaction = asyncpg.connection.Connection.transaction
+
+    def counted(self: asyncpg.Connection, *args: object, **kwargs: object) -> object:
+        nonlocal opened
+        opened += 1
+        return transaction(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "transaction", counted)
+    async with (
+        PostgresQueueClient(postgres_config, default_timeout=5) as client,
+        PostgresQueueClient(postgres_config, default_timeout=5) as other,
+    ):
+        await client.create_queue("q")
+        await client.send_message("q", qr.Message(b"first"))
+        assert await client.receive_message("q", timeout=0) is not None  # reads and sweeps
+        opened = 0
+        await client.send_message("q", qr.Message(b"x"))
+        got = await client.receive_message("q", timeout=0)
+        assert got is not None and got.body == b"x"
+        await client.complete_message(got)
+        assert opened == 0
+        await client.send_messages("q", [qr.Message(b"y"), qr.Message(b"z")])
+        assert opened == 1
+        await client.complete_messages(await client.receive_messages("q", timeout=0))
+        waiting = asyncio.create_task(other.receive_message("q", timeout=5))
+        await asyncio.sleep(0.2)  # parked on the queue's channel
+        await client.send_message("q", qr.Message(b"woken"))
+        woken = await asyncio.wait_for(waiting, 2)  # by the NOTIFY after the commit
+        assert woken is not None and woken.body == b"woken"

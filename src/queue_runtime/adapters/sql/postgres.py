@@ -26,7 +26,7 @@ from ..._errors import (
 from ...config import PostgresConfig
 from ._client import SqlQueueClient
 from ._database import Database, QueueGone, WakeListener, log
-from ._rules import Execute, ExecuteMany, Op, Query, Wake
+from ._rules import Execute, ExecuteMany, Op, Query, Step, Wake
 from ._schema import migration_plan, version_statements
 from ._statements import Dialect, Statements
 
@@ -248,10 +248,18 @@ class PostgresDatabase(Database):
         if pool is None:
             raise ConfigurationError(f"{self._where} is not open")
         try:
+            step = op.send(None)  # the op's own checks, before any round trip
+        except StopIteration as stop:  # an op without statements
+            result: T = stop.value
+            return result
+        try:
             async with pool.acquire() as connection:
                 try:
+                    if (type(step) is Query or type(step) is Execute) and step.last:
+                        # the op's only statement: its own transaction, one round trip
+                        return await self._alone(connection, op, step)
                     async with connection.transaction():
-                        return await self._drive(connection, op)
+                        return await self._drive(connection, op, step)
                 except QueueError:
                     raise
                 except Exception as exc:
@@ -263,19 +271,13 @@ class PostgresDatabase(Database):
         except Exception as exc:
             raise translate(exc, f"{self._where} ({label})") from exc
 
-    async def _drive(self, connection: Any, op: Op[T]) -> T:
+    async def _drive(self, connection: Any, op: Op[T], step: Step) -> T:
+        """Run ``op`` from its first ``step`` on; its wake-ups are notified in its
+        transaction, so they are delivered only if it commits."""
         wakes: list[str] = []
-        value: Any = None
         while True:
-            try:
-                step = op.send(value)
-            except StopIteration as stop:
-                if wakes:
-                    await connection.execute(self._notify, self._channel, list(set(wakes)))
-                result: T = stop.value
-                return result
             if type(step) is Query:
-                value = await connection.fetch(step.sql, *step.params)
+                value: Any = await connection.fetch(step.sql, *step.params)
             elif type(step) is Execute:
                 value = _rowcount(await connection.execute(step.sql, *step.params))
             elif type(step) is ExecuteMany:
@@ -285,6 +287,36 @@ class PostgresDatabase(Database):
                 assert isinstance(step, Wake)
                 wakes.append(step.queue)
                 value = None
+            try:
+                step = op.send(value)
+            except StopIteration as stop:
+                await self._announce(connection, wakes)
+                result: T = stop.value
+                return result
+
+    async def _alone(self, connection: Any, op: Op[T], step: Query | Execute) -> T:
+        """Run the op's only statement without a transaction around it (PostgreSQL commits
+        it by itself), then the rest of the op: wake-ups, notified after the commit."""
+        if type(step) is Query:
+            value: Any = await connection.fetch(step.sql, *step.params)
+        else:
+            value = _rowcount(await connection.execute(step.sql, *step.params))
+        wakes: list[str] = []
+        while True:
+            try:
+                after = op.send(value)
+            except StopIteration as stop:
+                await self._announce(connection, wakes)
+                result: T = stop.value
+                return result
+            if type(after) is not Wake:
+                raise RuntimeError(f"a statement after the last one: {after!r}")
+            wakes.append(after.queue)
+            value = None
+
+    async def _announce(self, connection: Any, wakes: list[str]) -> None:
+        if wakes:
+            await connection.execute(self._notify, self._channel, list(set(wakes)))
 
 
 async def drop_schema(config: PostgresConfig) -> None:
