@@ -10,6 +10,8 @@ Modes:
 - ``drain``: take sessions until none comes for a while; complete their messages in small
   batches, and write ``<ns timestamp> <session id> <body>`` per completed message (timestamp
   taken once its batch is completed) to the file ARG at the end.
+- ``take``: receive and complete one message at a time (a queue without sessions) until none
+  comes for a while, and write ``<body>`` per completed message to the file ARG at the end.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ async def drain(client: qr.QueueClient, queue: str, log: list[str]) -> None:
                     log.append(f"{stamp} {session.session_id} {message.body.decode()}\n")
 
 
+async def take(client: qr.QueueClient, queue: str, log: list[str]) -> None:
+    while message := await client.receive_message(queue, timeout=2.0):
+        await client.complete_message(message)
+        log.append(f"{message.body.decode()}\n")
+
+
 async def main(mode: str, url: str, queue: str, arg: str | None, log: list[str]) -> None:
     async with qr.create_client(url) as client:
         if mode == "hang":
@@ -59,6 +67,8 @@ async def main(mode: str, url: str, queue: str, arg: str | None, log: list[str])
             await produce(client, queue, int(arg or 100))
         elif mode == "drain":
             await drain(client, queue, log)
+        elif mode == "take":
+            await take(client, queue, log)
         else:
             raise SystemExit(f"unknown mode {mode!r}")
 
@@ -68,6 +78,6 @@ if __name__ == "__main__":
     arg = rest[0] if rest else None
     completed: list[str] = []
     asyncio.run(main(mode, url, queue, arg, completed))
-    if mode == "drain" and arg is not None:
+    if mode in ("drain", "take") and arg is not None:
         with open(arg, "w", encoding="utf-8") as out:
             out.writelines(completed)

@@ -1,6 +1,7 @@
 """Crash safety and many processes, with real processes: a consumer SIGKILLed mid-handler loses
 nothing, a producer killed mid-batch leaves all of the batch or none (and a file that opens),
-and four consumer processes drain 10,000 messages over 100 sessions exactly once, in order."""
+four consumer processes drain 10,000 messages over 100 sessions exactly once, in order, and
+four taking one message at a time from a queue that is still being filled take each once."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ def worker(*args: str) -> Iterator[subprocess.Popen[str]]:
             process.stdout.close()
 
 
-def start_drainers(url: str, queue: str, outs: list[Path]) -> list[subprocess.Popen[bytes]]:
-    return [subprocess.Popen([sys.executable, WORKER, "drain", url, queue, str(o)]) for o in outs]
+def start_drainers(
+    url: str, queue: str, outs: list[Path], mode: str = "drain"
+) -> list[subprocess.Popen[bytes]]:
+    return [subprocess.Popen([sys.executable, WORKER, mode, url, queue, str(o)]) for o in outs]
 
 
 async def read_line(process: subprocess.Popen[str]) -> str:
@@ -142,3 +145,32 @@ async def test_four_processes_drain_100_sessions_exactly_once_in_order(
         assert order == sorted(order), f"session {session_id} out of order"
         assert all(body % sessions == int(session_id[1:]) for body in order)
     assert len(per_session) == sessions
+
+
+@pytest.mark.slow
+async def test_four_processes_taking_one_at_a_time_while_sends_go_on_take_each_once(
+    make_client: Callable[..., qr.QueueClient],
+    sql_config: qr.SqliteConfig | qr.PostgresConfig,
+    tmp_path: Path,
+) -> None:
+    """One-message sends, receives and completes each run as one statement of their own:
+    under contention from other processes' writers they still never take a message twice."""
+    total = 3000
+    async with make_client() as client:
+        await client.create_queue("jobs")
+        outs = [tmp_path / f"taker-{n}.log" for n in range(4)]
+        processes = start_drainers(store_url(sql_config), "jobs", outs, mode="take")
+        try:
+            for i in range(total):  # one at a time, beside the takers' writes
+                await client.send_message("jobs", qr.Message(f"{i}".encode()))
+            codes = [await asyncio.to_thread(p.wait, 120) for p in processes]
+        finally:
+            for p in processes:
+                if p.poll() is None:
+                    p.kill()
+        assert codes == [0, 0, 0, 0]
+        statistics = await client.get_queue_statistics("jobs")
+        assert (statistics.active, statistics.locked, statistics.dead_letter) == (0, 0, 0)
+    bodies = sorted(int(line) for out in outs for line in out.read_text().splitlines())
+    assert bodies == list(range(total)), "some message was lost or taken twice"
+    assert sum(1 for out in outs if out.read_text()) >= 2  # they did take turns
