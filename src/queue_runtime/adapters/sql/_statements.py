@@ -252,6 +252,10 @@ class Statements:
         places: each run's statement has ``NULL`` written where those parameters were, and its
         rows leave them out. (Binding ``None`` costs Python 3.11's sqlite3 a failed adapter
         lookup per value, several times the cost of the rest of a small row.)"""
+        if len(rows) == 1:  # most sends
+            row = rows[0]
+            sql, keep = self._binding((name, tuple(map(type, row))))
+            return [(sql, [keep(row)])]
         runs: list[tuple[str, list[tuple[Any, ...]]]] = []
         shape: tuple[str, tuple[type, ...]] | None = None
         run: list[tuple[Any, ...]] = []

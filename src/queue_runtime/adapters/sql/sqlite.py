@@ -70,33 +70,35 @@ def sqlite_dialect(table_prefix: str) -> Dialect:
 # -- wake-ups between the clients of one process ---------------------------------------------
 
 _hub_lock = threading.Lock()
-_hub: dict[str, list[tuple[asyncio.AbstractEventLoop, WakeListener]]] = {}
+#: The listeners of each database, as a tuple replaced whole under the lock (so that an
+#: announcement reads it without taking the lock).
+_hub: dict[str, tuple[tuple[asyncio.AbstractEventLoop, WakeListener], ...]] = {}
 
 
 def _subscribe(key: str, listener: WakeListener) -> Callable[[], None]:
     entry = (asyncio.get_running_loop(), listener)
     with _hub_lock:
-        _hub.setdefault(key, []).append(entry)
+        _hub[key] = (*_hub.get(key, ()), entry)
 
     def unsubscribe() -> None:
         with _hub_lock:
-            listeners = _hub.get(key, [])
-            if entry in listeners:
-                listeners.remove(entry)
-            if not listeners:
+            listeners = tuple(e for e in _hub.get(key, ()) if e is not entry)
+            if listeners:
+                _hub[key] = listeners
+            else:
                 _hub.pop(key, None)
 
     return unsubscribe
 
 
 def _announce(key: str, queues: list[str]) -> None:
-    with _hub_lock:
-        listeners = list(_hub.get(key, ()))
+    listeners = _hub.get(key)
     if not listeners:
         return
     running = asyncio.get_running_loop()
+    named = queues if len(queues) == 1 else list(dict.fromkeys(queues))
     for loop, listener in listeners:
-        for queue in dict.fromkeys(queues):
+        for queue in named:
             if loop is running:
                 listener(queue)
             elif not loop.is_closed():
@@ -362,19 +364,20 @@ class SqliteDatabase(Database):
             result, wakes = await self._in_thread(lambda: self._transaction(op, wait=True))
         if wakes:
             _announce(self.key, wakes)
-        self._after_commit()
+        connection = self._connection
+        if connection is not None and connection.total_changes != self._changes:
+            self._after_commit(connection.total_changes)
         return result
 
-    def _after_commit(self) -> None:
-        """Start a checkpoint once enough commits wrote since the last one (the connection
-        never checkpoints by itself: that would sync the file on the loop)."""
-        connection, worker = self._connection, self._worker
-        if connection is None or worker is None:
+    def _after_commit(self, changes: int) -> None:
+        """Count a commit that wrote (``changes``: the connection's total since it opened);
+        start a checkpoint once enough did since the last one (the connection never
+        checkpoints by itself: that would sync the file on the loop)."""
+        worker = self._worker
+        if worker is None:
             return
-        changes = connection.total_changes
-        if changes != self._changes:
-            self._changes = changes
-            self._writes += 1
+        self._changes = changes
+        self._writes += 1
         if self._checkpointing or self._writes < self._checkpoint_every:
             return
         self._checkpointing = True
