@@ -179,3 +179,24 @@ async def test_an_op_that_breaks_its_last_statement_promise_is_refused(tmp_path:
         await client.create_queue("q")
         with pytest.raises(RuntimeError, match="after the last one"):
             await client._db.run(broken(), "broken")  # type: ignore[attr-defined]
+
+
+async def test_a_session_complete_is_one_statement_that_checks_the_lease(
+    tmp_path: Path, statements: list[str]
+) -> None:
+    async with _client(tmp_path) as client:
+        await client.create_queue("s", requires_session=True)
+        await client.send_messages(
+            "s", [qr.Message(b"a", session_id="x"), qr.Message(b"b", session_id="x")]
+        )
+        session = await client.accept_session("s", "x")
+        first, second = await session.receive_messages(max_messages=2, timeout=0)
+        _traced(client, statements)
+        await session.complete_message(first)
+        assert statements == ["DELETE"]  # the lease is checked inside it
+        with pytest.raises(qr.MessageLockLost) as settled:
+            await session.complete_message(first)
+        assert not isinstance(settled.value, qr.SessionLockLost)  # the lease still holds
+        await session.close()
+        with pytest.raises(qr.SessionLockLost):
+            await session.complete_message(second)

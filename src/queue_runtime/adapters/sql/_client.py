@@ -381,8 +381,15 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         receipt: Receipt,
         action: str,
     ) -> None:
-        await self._db.run(settle(self._st, receipt, self._clock.now()), action, relaxed=True)
-        _log_settled(action, receipt)
+        now = self._clock.now()
+        try:
+            await self._db.run(settle(self._st, receipt, now), action, relaxed=True)
+        except rules.Unsettled:
+            pass  # which lock was lost: asked below, outside this handler
+        else:
+            _log_settled(action, receipt)
+            return
+        await self._db.run(rules.explain_unsettled(self._st, receipt, now), action, relaxed=True)
 
     async def dead_letter_message(
         self,

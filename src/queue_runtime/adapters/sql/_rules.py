@@ -40,6 +40,7 @@ __all__ = [
     "QueueRow",
     "Step",
     "Taken",
+    "Unsettled",
     "Wake",
     "abandon",
     "accept_session",
@@ -49,6 +50,7 @@ __all__ = [
     "create_queue",
     "dead_letter",
     "delete_queue",
+    "explain_unsettled",
     "get_state",
     "peek",
     "receive",
@@ -401,10 +403,27 @@ def _lock_lost() -> MessageLockLost:
     return MessageLockLost("the message was already settled or its lock was lost")
 
 
+class Unsettled(MessageLockLost):
+    """A session message's settlement changed nothing: its lock or its session's lease is
+    gone. The client runs `explain_unsettled` to raise the one that applies."""
+
+
 def complete(st: Statements, receipt: Receipt, now: float) -> Op[None]:
-    yield from _check_session(st, receipt, now)
-    if not (yield Execute(st.complete, (receipt.seq, receipt.token, now), True)):
+    """One statement: a session message's lease is checked by the ``DELETE`` itself."""
+    if receipt.lease:
+        params = (receipt.seq, receipt.token, now)
+        lease = (receipt.queue_id, receipt.session_id, receipt.lease, now)
+        if not (yield Execute(st.complete_leased, (*params, *lease), True)):
+            raise Unsettled("the message was already settled or its session's lock was lost")
+    elif not (yield Execute(st.complete, (receipt.seq, receipt.token, now), True)):
         raise _lock_lost()
+
+
+def explain_unsettled(st: Statements, receipt: Receipt, now: float) -> Op[None]:
+    """Raise why a settlement changed nothing: `SessionLockLost` when the lease is gone,
+    else `MessageLockLost`."""
+    yield from _check_session(st, receipt, now)
+    raise _lock_lost()
 
 
 def abandon(st: Statements, receipt: Receipt, now: float) -> Op[None]:

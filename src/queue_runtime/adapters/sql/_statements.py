@@ -138,6 +138,12 @@ _SQL: Final[dict[str, str]] = {
     ),
     # -- settling -----------------------------------------------------------------------------
     "complete": ("DELETE FROM {ns}messages WHERE seq = ? AND lock_token = ? AND locked_until > ?"),
+    # a session message: the same, only while its session's lease holds (one statement)
+    "complete_leased": (
+        "DELETE FROM {ns}messages WHERE seq = ? AND lock_token = ? AND locked_until > ?"
+        " AND EXISTS (SELECT 1 FROM {ns}sessions WHERE queue_id = ? AND session_id = ?"
+        " AND lease_token = ? AND lease_until > ?)"
+    ),
     "complete_group": (
         "DELETE FROM {ns}messages WHERE lock_token = ? AND locked_until > ? AND {seq_in_list}"
         " RETURNING seq"
@@ -306,6 +312,7 @@ class Statements:
     peek: str
     peek_session: str
     complete: str
+    complete_leased: str
     complete_group: str
     unlock: str
     dead_letter_locked: str
