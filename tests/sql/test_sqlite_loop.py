@@ -181,22 +181,25 @@ async def test_an_op_that_breaks_its_last_statement_promise_is_refused(tmp_path:
             await client._db.run(broken(), "broken")  # type: ignore[attr-defined]
 
 
-async def test_a_session_complete_is_one_statement_that_checks_the_lease(
+async def test_session_receive_and_complete_are_one_statement_that_checks_the_lease(
     tmp_path: Path, statements: list[str]
 ) -> None:
     async with _client(tmp_path) as client:
         await client.create_queue("s", requires_session=True)
-        await client.send_messages(
-            "s", [qr.Message(b"a", session_id="x"), qr.Message(b"b", session_id="x")]
-        )
+        await client.send_messages("s", [qr.Message(b, session_id="x") for b in (b"a", b"b", b"c")])
         session = await client.accept_session("s", "x")
-        first, second = await session.receive_messages(max_messages=2, timeout=0)
+        first, second = await session.receive_messages(max_messages=2, timeout=0)  # sweeps
         _traced(client, statements)
+        third = await session.receive_message(timeout=0)
+        assert third is not None and third.body == b"c"
         await session.complete_message(first)
-        assert statements == ["DELETE"]  # the lease is checked inside it
+        assert statements == ["UPDATE", "DELETE"]  # the lease is checked inside each
         with pytest.raises(qr.MessageLockLost) as settled:
             await session.complete_message(first)
         assert not isinstance(settled.value, qr.SessionLockLost)  # the lease still holds
+        assert await session.receive_message(timeout=0) is None
         await session.close()
         with pytest.raises(qr.SessionLockLost):
             await session.complete_message(second)
+        with pytest.raises(qr.SessionLockLost):
+            await session.receive_message(timeout=0)

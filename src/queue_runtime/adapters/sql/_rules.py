@@ -606,7 +606,22 @@ def session_receive(
     token: int,
     sweep_first: bool,
 ) -> Op[Taken]:
-    """The session's next messages in order, locked under its lease (see `_take`)."""
+    """The session's next messages in order, locked under its lease (see `_take`).
+
+    Against the queue as last read, one statement that checks the lease itself; when it
+    locks nothing (no message ready, or the lease gone) the client runs the op again with
+    ``known=None``, which checks the lease first (`SessionLockLost`).
+    """
+    if known is not None and not sweep_first:
+        held = (lease.queue_id, lease.session_id, lease.token, now)
+        deliverable = (known.id, lease.session_id, now, now, _spendable(known), now)
+        if max_messages == 1:
+            step = Query(st.lock_leased_one, (token, *held, *deliverable, *held), True)
+        else:
+            params = (token, *held, *deliverable, max_messages, *held)
+            step = Query(st.lock_leased_next, params, True)
+        rows = yield step
+        return known, list(rows), False
     until = yield from check_lease(st, lease, now)
     return (
         yield from _take(

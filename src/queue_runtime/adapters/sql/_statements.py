@@ -84,6 +84,11 @@ _NEXT: Final = (
     f" WHERE queue_id = ? AND partition_key = ? AND {_DELIVERABLE} ORDER BY seq"
 )
 _LOCKED: Final = f"RETURNING {MESSAGE_COLUMNS}"
+# a live lease's expiry (queue id, session id, lease token, now)
+_LEASE_UNTIL: Final = (
+    "SELECT lease_until FROM {ns}sessions WHERE queue_id = ? AND session_id = ?"
+    " AND lease_token = ? AND lease_until > ?"
+)
 
 _TO_DEAD_LETTER: Final = (
     "queue_id = ?, partition_key = '', lock_token = 0, locked_until = 0, expires_at = NULL, "
@@ -128,6 +133,17 @@ _SQL: Final[dict[str, str]] = {
     # one message: `=` needs no temporary table for the subquery's rows (cheaper, and
     # SQLite's allocation for one can cost page faults on every call)
     "lock_one": f"{_LOCK} WHERE seq = ({_NEXT} LIMIT 1 {{skip_locked}}) {_LOCKED}",
+    # a session's: the same, only while its lease holds, locked until the lease's expiry
+    "lock_leased_one": (
+        f"UPDATE {{ns}}messages SET lock_token = ?, locked_until = ({_LEASE_UNTIL}),"
+        f" delivery_count = delivery_count + 1 WHERE seq = ({_NEXT} LIMIT 1 {{skip_locked}})"
+        f" AND EXISTS ({_LEASE_UNTIL}) {_LOCKED}"
+    ),
+    "lock_leased_next": (
+        f"UPDATE {{ns}}messages SET lock_token = ?, locked_until = ({_LEASE_UNTIL}),"
+        f" delivery_count = delivery_count + 1 WHERE seq IN ({_NEXT} LIMIT ? {{skip_locked}})"
+        f" AND EXISTS ({_LEASE_UNTIL}) {_LOCKED}"
+    ),
     "peek": (
         f"SELECT {MESSAGE_COLUMNS} FROM {{ns}}messages WHERE queue_id = ? AND visible_at <= ?"
         " AND seq >= ? ORDER BY seq LIMIT ?"
@@ -313,6 +329,8 @@ class Statements:
     peek_session: str
     complete: str
     complete_leased: str
+    lock_leased_one: str
+    lock_leased_next: str
     complete_group: str
     unlock: str
     dead_letter_locked: str
