@@ -15,10 +15,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeGuard, TypeVar
 
 from ..._errors import (
     MessageLockLost,
+    ProviderError,
     QueueAlreadyExists,
     QueueError,
     QueueNotFound,
@@ -44,6 +45,7 @@ __all__ = [
     "Wake",
     "abandon",
     "accept_session",
+    "alone",
     "check_lease",
     "complete",
     "complete_many",
@@ -51,6 +53,7 @@ __all__ = [
     "dead_letter",
     "delete_queue",
     "explain_unsettled",
+    "finish_alone",
     "get_state",
     "peek",
     "receive",
@@ -107,6 +110,32 @@ class Wake(NamedTuple):
 Step = Query | Execute | ExecuteMany | Wake
 #: An operation: yields steps, receives their results, returns its own.
 Op = Generator[Step, Any, T]
+
+
+def alone(step: Step) -> TypeGuard[Query | Execute]:
+    """Whether ``step``, an op's first, is also its last statement: a driver may run it as a
+    transaction of its own, then `finish_alone`."""
+    return (type(step) is Query or type(step) is Execute) and step.last
+
+
+def finish_alone(op: Op[T], value: Any) -> tuple[T, list[str]]:
+    """The rest of an op after its only statement returned ``value``: the op's result and
+    the queues to wake. A statement there breaks the `last` promise (a bug in the rules):
+    `ProviderError`, saying that the first statement committed by itself."""
+    wakes: list[str] = []
+    while True:
+        try:
+            step = op.send(value)
+        except StopIteration as stop:
+            return stop.value, wakes
+        if not isinstance(step, Wake):
+            raise ProviderError(
+                f"a statement after the last one ({type(step).__name__} {step.sql!r}); "
+                "the last one committed by itself"
+            )
+        wakes.append(step.queue)
+        value = None
+
 
 _EXPIRED_TEXT = "the message's time to live ran out"
 

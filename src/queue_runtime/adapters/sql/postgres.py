@@ -26,7 +26,7 @@ from ..._errors import (
 from ...config import PostgresConfig
 from ._client import SqlQueueClient
 from ._database import Database, QueueGone, WakeListener, log
-from ._rules import Execute, ExecuteMany, Op, Query, Step, Wake
+from ._rules import Execute, ExecuteMany, Op, Query, Step, Wake, alone, finish_alone
 from ._schema import migration_plan, version_statements
 from ._statements import Dialect, Statements
 
@@ -255,7 +255,7 @@ class PostgresDatabase(Database):
         try:
             async with pool.acquire() as connection:
                 try:
-                    if (type(step) is Query or type(step) is Execute) and step.last:
+                    if alone(step):
                         # the op's only statement: its own transaction, one round trip
                         return await self._alone(connection, op, step)
                     async with connection.transaction():
@@ -301,18 +301,9 @@ class PostgresDatabase(Database):
             value: Any = await connection.fetch(step.sql, *step.params)
         else:
             value = _rowcount(await connection.execute(step.sql, *step.params))
-        wakes: list[str] = []
-        while True:
-            try:
-                after = op.send(value)
-            except StopIteration as stop:
-                await self._announce(connection, wakes)
-                result: T = stop.value
-                return result
-            if type(after) is not Wake:
-                raise RuntimeError(f"a statement after the last one: {after!r}")
-            wakes.append(after.queue)
-            value = None
+        result, wakes = finish_alone(op, value)
+        await self._announce(connection, wakes)
+        return result
 
     async def _announce(self, connection: Any, wakes: list[str]) -> None:
         if wakes:

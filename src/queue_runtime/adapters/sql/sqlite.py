@@ -39,7 +39,7 @@ from ..._errors import (
 from ...config import SqliteConfig
 from ._client import SqlQueueClient
 from ._database import Database, QueueGone, WakeListener, log
-from ._rules import Execute, ExecuteMany, Op, Query, Step, Wake
+from ._rules import Execute, ExecuteMany, Op, Query, Step, Wake, alone, finish_alone
 from ._schema import migration_plan, version_statements
 from ._statements import Dialect, Statements
 
@@ -365,8 +365,8 @@ class SqliteDatabase(Database):
         if wakes:
             _announce(self.key, wakes)
         connection = self._connection
-        if connection is not None and connection.total_changes != self._changes:
-            self._after_commit(connection.total_changes)
+        if connection is not None and (changes := connection.total_changes) != self._changes:
+            self._after_commit(changes)
         return result
 
     def _after_commit(self, changes: int) -> None:
@@ -448,8 +448,8 @@ class SqliteDatabase(Database):
             step = op.send(None) if first is None else first
         except StopIteration as stop:  # an op without statements
             return stop.value, wakes
-        if not wait and (type(step) is Query or type(step) is Execute) and step.last:
-            return self._alone(op, step, wakes)
+        if not wait and alone(step):
+            return self._alone(op, step)
         try:
             execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -478,9 +478,8 @@ class SqliteDatabase(Database):
                 execute("ROLLBACK")
             raise
 
-    def _alone(self, op: Op[T], step: Query | Execute, wakes: list[str]) -> tuple[T, list[str]]:
-        """Run the op's only statement as a transaction of its own, then the rest of the op
-        (wake-ups and its result: `last` promises no other statement)."""
+    def _alone(self, op: Op[T], step: Query | Execute) -> tuple[T, list[str]]:
+        """Run the op's only statement as a transaction of its own, then the rest of the op."""
         cursor = self._cursor
         assert cursor is not None
         try:
@@ -492,15 +491,7 @@ class SqliteDatabase(Database):
             if _busy(exc):  # the statement rolled back: nothing ran
                 raise _WouldWait(step) from None
             raise
-        while True:
-            try:
-                after = op.send(value)
-            except StopIteration as stop:
-                return stop.value, wakes
-            if type(after) is not Wake:
-                raise RuntimeError(f"a statement after the last one: {after!r}")
-            wakes.append(after.queue)
-            value = None
+        return finish_alone(op, value)
 
 
 class SqliteQueueClient(SqlQueueClient):
