@@ -40,10 +40,29 @@ def worker(*args: str) -> Iterator[subprocess.Popen[str]]:
             process.stdout.close()
 
 
-def start_drainers(
-    url: str, queue: str, outs: list[Path], mode: str = "drain"
-) -> list[subprocess.Popen[bytes]]:
-    return [subprocess.Popen([sys.executable, WORKER, mode, url, queue, str(o)]) for o in outs]
+@contextmanager
+def consumers(
+    url: str, queue: str, outs: list[Path], mode: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """One worker process in ``mode`` per output file; any still running at the end is
+    killed."""
+    processes = [subprocess.Popen([sys.executable, WORKER, mode, url, queue, str(o)]) for o in outs]
+    try:
+        yield processes
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+
+
+async def assert_drained(
+    client: qr.QueueClient, queue: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Every consumer exited cleanly and left the queue empty."""
+    codes = [await asyncio.to_thread(p.wait, 120) for p in processes]
+    assert codes == [0] * len(processes)
+    statistics = await client.get_queue_statistics(queue)
+    assert (statistics.active, statistics.locked, statistics.dead_letter) == (0, 0, 0)
 
 
 async def read_line(process: subprocess.Popen[str]) -> str:
@@ -119,17 +138,8 @@ async def test_four_processes_drain_100_sessions_exactly_once_in_order(
         for start in range(0, total, 1000):
             await client.send_messages("orders", messages[start : start + 1000])
         outs = [tmp_path / f"consumer-{n}.log" for n in range(4)]
-        url = store_url(sql_config)
-        processes = start_drainers(url, "orders", outs)
-        try:
-            codes = [await asyncio.to_thread(p.wait, 120) for p in processes]
-        finally:
-            for p in processes:
-                if p.poll() is None:
-                    p.kill()
-        assert codes == [0, 0, 0, 0]
-        statistics = await client.get_queue_statistics("orders")
-        assert (statistics.active, statistics.locked, statistics.dead_letter) == (0, 0, 0)
+        with consumers(store_url(sql_config), "orders", outs, "drain") as processes:
+            await assert_drained(client, "orders", processes)
 
     completions: list[tuple[int, str, int]] = []
     for out in outs:
@@ -159,18 +169,10 @@ async def test_four_processes_taking_one_at_a_time_while_sends_go_on_take_each_o
     async with make_client() as client:
         await client.create_queue("jobs")
         outs = [tmp_path / f"taker-{n}.log" for n in range(4)]
-        processes = start_drainers(store_url(sql_config), "jobs", outs, mode="take")
-        try:
+        with consumers(store_url(sql_config), "jobs", outs, "take") as processes:
             for i in range(total):  # one at a time, beside the takers' writes
                 await client.send_message("jobs", qr.Message(f"{i}".encode()))
-            codes = [await asyncio.to_thread(p.wait, 120) for p in processes]
-        finally:
-            for p in processes:
-                if p.poll() is None:
-                    p.kill()
-        assert codes == [0, 0, 0, 0]
-        statistics = await client.get_queue_statistics("jobs")
-        assert (statistics.active, statistics.locked, statistics.dead_letter) == (0, 0, 0)
+            await assert_drained(client, "jobs", processes)
     bodies = sorted(int(line) for out in outs for line in out.read_text().splitlines())
     assert bodies == list(range(total)), "some message was lost or taken twice"
     assert sum(1 for out in outs if out.read_text()) >= 2  # they did take turns
