@@ -113,15 +113,16 @@ def sqlite_floor_run(directory: Path, n: int) -> float:
         cursor.execute(sql)
     [(queue_id,)] = cursor.execute(st.insert_queue, ("q", 0, 0, 10, 30.0, None, 0)).fetchall()
     body = bytearray(BODY)
-    # the insert the adapter sends for such a message: its NULLs written into the text
-    shape = (queue_id, "", "m", body, None, None, None, None, None, 0.0, 0.0, None)
-    [(insert, _)] = st.runs("insert_message", [shape])
+    # the insert the adapter sends for such a message (its id generated, so not indexed):
+    # its NULLs written into the text
+    shape = (queue_id, "", "m", 0, body, None, None, None, None, None, 0.0, 0.0, None)
+    [(insert, _)] = st.runs("insert_message_seq", [shape])
 
     def run() -> None:
         # each a transaction of its own statement, as the adapter runs them on the loop
         for i in range(n):
             now = time.time()
-            cursor.execute(insert, (queue_id, "", f"m-{i}", body, now, now))
+            cursor.execute(insert, (queue_id, "", f"m-{i}", 0, body, now, now)).fetchall()
         for _ in range(n):
             now = time.time()
             token = random.getrandbits(62) + 1

@@ -13,7 +13,14 @@ from typing import Final
 
 from ._errors import ValidationError
 
-__all__ = ["DEAD_LETTER_SUFFIX", "MessageId", "QueueName", "SessionId", "new_message_id"]
+__all__ = [
+    "DEAD_LETTER_SUFFIX",
+    "MessageId",
+    "QueueName",
+    "SessionId",
+    "generated_number",
+    "new_message_id",
+]
 
 #: How a dead-letter queue's name ends (Service Bus's own convention).
 DEAD_LETTER_SUFFIX: Final = "/$DeadLetterQueue"
@@ -117,13 +124,13 @@ def check_message_id(value: object) -> str:
 
 # A random per-process prefix and a counter: unique across processes (renewed in a forked
 # child, so prefork workers never share it) and several times cheaper than uuid4.
-_id_prefix = os.urandom(8).hex()
+_id_prefix = os.urandom(8).hex() + "-"
 _id_counter = itertools.count(1)
 
 
 def _renew_id_source() -> None:
     global _id_prefix, _id_counter
-    _id_prefix = os.urandom(8).hex()
+    _id_prefix = os.urandom(8).hex() + "-"
     _id_counter = itertools.count(1)
 
 
@@ -132,4 +139,15 @@ os.register_at_fork(after_in_child=_renew_id_source)
 
 def new_message_id() -> str:
     """A fresh, globally unique message id."""
-    return f"{_id_prefix}-{next(_id_counter)}"
+    return f"{_id_prefix}{next(_id_counter)}"
+
+
+def generated_number(message_id: object) -> int | None:
+    """The place of ``message_id`` among the ids `new_message_id` made in this process (they
+    count up from 1), or None if it did not make it (given by the user, or made by another
+    process)."""
+    prefix = _id_prefix
+    if type(message_id) is not str or not message_id.startswith(prefix):
+        return None
+    number = message_id[len(prefix) :]
+    return int(number) if number.isascii() and number.isdigit() else None

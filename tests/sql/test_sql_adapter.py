@@ -18,6 +18,7 @@ from sql_helpers import store_url
 import queue_runtime as qr
 from queue_runtime.adapters.sql import SCHEMA_VERSION
 from queue_runtime.adapters.sql import _rules as rules
+from queue_runtime.adapters.sql._sent import SENT
 from queue_runtime.adapters.sql.postgres import PostgresQueueClient
 from queue_runtime.adapters.sql.sqlite import SqliteQueueClient
 
@@ -115,6 +116,65 @@ async def test_a_message_id_still_in_the_queue_is_stored_once(sql_client: qr.Que
     await sql_client.send_message("q", message)  # no longer in the queue: a new message
     again = await sql_client.receive_message("q", timeout=0)
     assert again is not None and (again.body, again.delivery_count) == (b"once", 1)
+
+
+@pytest.mark.asyncio
+async def test_a_generated_id_re_sent_by_this_process_is_stored_once(
+    make_client: Callable[..., qr.QueueClient],
+) -> None:
+    """A generated id is left out of the unique index; the process that made it still
+    recognises a re-send of it, by any of its clients, alone or in a batch, in a session."""
+    plain, in_session = qr.Message(b"p"), qr.Message(b"s", session_id="s1")
+    async with make_client() as client, make_client() as other:
+        await client.create_queue("q")
+        await client.create_queue("sq", requires_session=True)
+        for sender in (client, other):
+            await sender.send_message("q", plain)
+            await sender.send_messages("q", [plain, plain._replace(body=b"copy")])
+            await sender.send_message("sq", in_session)
+            await sender.send_messages("sq", [in_session, in_session])
+        await client.send_message("q", qr.Message(b"fresh"))
+        got = await client.receive_messages("q", max_messages=10, timeout=0)
+        assert [m.body for m in got] == [b"p", b"fresh"]
+        async with await client.accept_session("sq", "s1") as session:
+            assert [m.body for m in await session.receive_messages(timeout=0)] == [b"s"]
+        await client.complete_messages(got)
+        await other.send_message("q", plain)  # no longer in the queue: a new message
+        again = await client.receive_message("q", timeout=0)
+        assert again is not None and again.body == b"p" and again.delivery_count == 1
+
+
+@pytest.mark.asyncio
+async def test_a_generated_id_sent_long_ago_is_still_recognised(
+    make_client: Callable[..., qr.QueueClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the record's capacity the oldest ids are forgotten; a re-send of one (or of any
+    id no newer) is looked for in the whole queue."""
+    monkeypatch.setattr(SENT, "_capacity", 2)
+    early = qr.Message(b"made first, sent last")
+    old = qr.Message(b"old")
+    async with make_client() as client:
+        await client.create_queue("q")
+        await client.send_message("q", old)
+        for n in range(3):
+            await client.send_message("q", qr.Message(b"%d" % n))
+        await client.send_message("q", old)  # forgotten by now
+        await client.send_message("q", old)
+        await client.send_message("q", early)  # never sent, but no newer than a forgotten id
+        got = await client.receive_messages("q", max_messages=10, timeout=0)
+    assert [m.body for m in got] == [b"old", b"0", b"1", b"2", b"made first, sent last"]
+
+
+@pytest.mark.asyncio
+async def test_only_ids_the_user_gave_are_in_the_unique_index(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    async with SqliteQueueClient(qr.SqliteConfig(path=str(path))) as client:
+        await client.create_queue("q")
+        await client.send_messages("q", [qr.Message(b"g"), qr.Message(b"u", message_id="u-1")])
+        await client.send_message("q", qr.Message(b"g1"))
+    with sqlite3.connect(path) as raw:
+        rows = raw.execute("SELECT body, unique_id FROM qr_messages ORDER BY seq").fetchall()
+    assert rows == [(b"g", 0), (b"u", 1), (b"g1", 0)]
 
 
 @pytest.mark.asyncio

@@ -264,9 +264,12 @@ async def test_a_schema_from_an_older_release_is_migrated_with_its_messages(
             " visible_at) VALUES (1, '', 'old-1', x'6f6c64', 0, 0)"
         )
     async with SqliteQueueClient(qr.SqliteConfig(path=str(path))) as client:
-        got = await client.receive_message("q", timeout=0)
-        assert got is not None and (got.message_id, got.body) == ("old-1", b"old")
+        # its id still held unique: a re-send of the old message is recognised
+        await client.send_message("q", qr.Message(b"again", message_id="old-1"))
+        got = await client.receive_messages("q", max_messages=10, timeout=0)
+        assert [(m.message_id, m.body) for m in got] == [("old-1", b"old")]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT version FROM qr_schema_version").fetchone() == (2,)
-        indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"qr_messages_order", "qr_messages_sessions_order"} <= indexes
+        assert raw.execute("SELECT version FROM qr_schema_version").fetchone() == (3,)
+        indexes = dict(raw.execute("SELECT name, sql FROM sqlite_master WHERE type='index'"))
+    assert {"qr_messages_order", "qr_messages_sessions_order"} <= set(indexes)
+    assert "unique_id = 1" in indexes["qr_messages_dedup"]

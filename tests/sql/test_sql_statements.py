@@ -36,18 +36,18 @@ def test_migrations_run_from_any_older_version_and_refuse_newer_ones() -> None:
 
 def test_runs_write_nulls_into_the_text_and_keep_the_rows_in_order() -> None:
     rows = [
-        (1, "", "a", b"x", None, None, None, None, None, 1.0, 1.0, None),
-        (1, "", "b", b"y", None, None, None, None, None, 2.0, 2.0, None),
-        (1, "s", "c", b"z", '{"k":1}', "corr", "s", 5, "2026-12-02T00:00:00+00:00", 3.0, 3.0, 8.0),
-        (1, "", "d", b"w", None, None, None, None, None, 4.0, 4.0, None),
+        (1, "", "a", 0, b"x", None, None, None, None, None, 1.0, 1.0, None),
+        (1, "", "b", 0, b"y", None, None, None, None, None, 2.0, 2.0, None),
+        (1, "s", "c", 1, b"z", '{"k":1}', "corr", "s", 5, "2026-12-02T00:00Z", 3.0, 3.0, 8.0),
+        (1, "", "d", 0, b"w", None, None, None, None, None, 4.0, 4.0, None),
     ]
     for statements in (Statements(sqlite_dialect("qr_")), Statements(postgres_dialect("j"))):
         runs = list(statements.runs("insert_message", rows))
         assert [[row[2] for row in run] for _, run in runs] == [["a", "b"], ["c"], ["d"]]
         (sparse, first), (full, middle), (again, _) = runs
         assert sparse == again and full == statements.insert_message
-        assert first[0] == (1, "", "a", b"x", 1.0, 1.0) and middle[0] == rows[2]
+        assert first[0] == (1, "", "a", 0, b"x", 1.0, 1.0) and middle[0] == rows[2]
         placeholders = sparse.count("?") or len(re.findall(r"\$\d+", sparse))
-        assert placeholders == 6 and sparse.count("NULL") >= 6
+        assert placeholders == 7 and sparse.count("NULL") >= 6
         numbers = [int(n) for n in re.findall(r"\$(\d+)", sparse)]
-        assert numbers in ([], list(range(1, 7)))  # PostgreSQL's still count from 1
+        assert numbers in ([], list(range(1, 8)))  # PostgreSQL's still count from 1

@@ -46,6 +46,7 @@ from ...ports import (
 from . import _rules as rules
 from ._codec import Receipt, peeked, received
 from ._database import Database, QueueGone, log
+from ._sent import SENT
 from ._statements import Statements
 
 __all__ = ["SqlQueueClient", "SqlSessionClient"]
@@ -281,10 +282,15 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         known = self._queues.get(name)
         now = self._clock.now()
         size = _body_bytes(messages)
+        database = self._db.key
+        note = SENT.note  # before the send: a send whose outcome is unknown counts as sent
+        looks = [note(database, getattr(message, "message_id", None)) for message in messages]
         while True:
-            op = rules.send(self._st, name, known, messages, now, self._max_size)
+            op = rules.send(self._st, name, known, messages, now, self._max_size, looks)
             try:
-                self._queues[name] = await self._db.run(op, label, size=size)
+                self._queues[name], seq = await self._db.run(op, label, size=size)
+                if seq:
+                    SENT.saw(database, seq)
                 return
             except QueueNotFound as exc:
                 self._queues.pop(name, None)

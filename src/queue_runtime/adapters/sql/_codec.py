@@ -40,9 +40,10 @@ def message_row(
     now: float,
     default_ttl: float | None,
     blob: Callable[[bytes], Any],
+    unique_id: int,
 ) -> tuple[Any, ...]:
     """The ``insert_message`` parameters of a validated message (``blob`` passes the body
-    the way the driver binds it fastest)."""
+    the way the driver binds it fastest; ``unique_id`` 1 for an id the unique index holds)."""
     attributes = message.attributes
     ttl = message.time_to_live
     when = message.scheduled_enqueue_time
@@ -54,6 +55,7 @@ def message_row(
         queue_id,
         partition,
         message.message_id,
+        unique_id,
         blob(message.body),
         json.dumps(dict(attributes), separators=(",", ":")) if attributes else None,
         message.correlation_id,

@@ -31,6 +31,7 @@ from ..._messages import Message, validate_message
 from ..._names import DEAD_LETTER_SUFFIX
 from ...engine import MAX_DELIVERY_COUNT_EXCEEDED, TTL_EXPIRED, QueueSettings, QueueStatistics
 from ._codec import Receipt, message_row
+from ._sent import FRESH
 from ._statements import Statements
 
 __all__ = [
@@ -242,11 +243,16 @@ def send(
     messages: Sequence[Message],
     now: float,
     max_size: int,
-) -> Op[QueueRow]:
-    """Validate every message against the queue (all or none are stored), then store them.
+    looks: Sequence[int | None],
+) -> Op[tuple[QueueRow, int]]:
+    """Validate every message against the queue (all or none are stored), then store them;
+    returns the queue and, for a single message stored, its sequence number (else 0).
 
-    ``known`` is the queue as last read (None: load it); if its row is gone meanwhile the
-    insert fails its foreign key and the driver raises `QueueGone`.
+    ``looks`` says, message by message, how its id is deduplicated (`_sent.SentIds.note`):
+    None, by the unique index; `FRESH`, not at all (generated, never sent); a sequence number,
+    by looking for it above that number first (generated, perhaps sent before). ``known`` is
+    the queue as last read (None: load it); if its row is gone meanwhile the insert fails its
+    foreign key and the driver raises `QueueGone`.
     """
     queue = known or (yield from load_queue(st, name))
     requires_session = queue.settings.requires_session
@@ -256,18 +262,32 @@ def send(
         raise ValidationError("messages cannot be sent to a dead-letter queue")
     ttl = queue.settings.default_message_ttl
     blob = st.dialect.blob_parameter
-    rows = [
-        message_row(queue.id, (m.session_id or "") if requires_session else "", m, now, ttl, blob)
-        for m in messages
-    ]
-    runs = st.runs("insert_message", rows)
-    for sql, run in runs:
+    rows = []
+    generated: set[str] = set()  # in this batch (given ids: the statement skips repeats)
+    for message, look in zip(messages, looks, strict=True):
+        partition = (message.session_id or "") if requires_session else ""
+        if look is None:
+            rows.append(message_row(queue.id, partition, message, now, ttl, blob, 1))
+            continue
+        message_id = message.message_id
+        if message_id in generated:
+            continue
+        generated.add(message_id)
+        if look != FRESH and (yield Query(st.find_sent, (queue.id, partition, look, message_id))):
+            continue
+        rows.append(message_row(queue.id, partition, message, now, ttl, blob, 0))
+    if len(rows) == 1 and len(messages) == 1:  # most sends: one statement, which says its seq
+        [(sql, run)] = st.runs("insert_message_seq", rows)
+        stored = yield Query(sql, run[0], True)
+        yield Wake(name)
+        return queue, stored[0][0] if stored else 0
+    for sql, run in st.runs("insert_message", rows) if rows else ():
         if len(run) == 1:
-            yield Execute(sql, run[0], len(runs) == 1)
+            yield Execute(sql, run[0])
         else:
             yield ExecuteMany(sql, run)
     yield Wake(name)
-    return queue
+    return queue, 0
 
 
 # -- what falls due with time ---------------------------------------------------------------

@@ -48,6 +48,7 @@ def postgres_dialect(schema: str) -> Dialect:
         skip_locked="FOR UPDATE SKIP LOCKED",
         seq_in_list="seq = ANY(?::bigint[])",
         list_parameter=list,
+        index_namespace=f'"{schema}".',
     )
 
 
