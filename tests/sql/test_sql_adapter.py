@@ -9,6 +9,7 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -163,6 +164,38 @@ async def test_a_generated_id_sent_long_ago_is_still_recognised(
         await client.send_message("q", early)  # never sent, but no newer than a forgotten id
         got = await client.receive_messages("q", max_messages=10, timeout=0)
     assert [m.body for m in got] == [b"old", b"0", b"1", b"2", b"made first, sent last"]
+
+
+@pytest.mark.asyncio
+async def test_sequence_numbers_are_never_handed_out_again(
+    make_client: Callable[..., qr.QueueClient],
+) -> None:
+    """However the newest message goes (completed alone or in a batch, expired, its queue
+    deleted), and across clients, the next one gets a higher number."""
+    clock = qr.ManualClock()
+    seen: list[int] = []
+
+    async def newest(client: qr.QueueClient, queue: str) -> qr.ReceivedMessage:
+        await client.send_message(queue, qr.Message(b"m"))
+        got = await client.receive_messages(queue, max_messages=10, timeout=0)
+        assert got and got[-1].sequence_number > max(seen, default=0)
+        seen.append(got[-1].sequence_number)
+        return got[-1]
+
+    async with make_client(clock=clock) as client:
+        await client.create_queue("q")
+        await client.complete_message(await newest(client, "q"))
+        await client.complete_messages([await newest(client, "q")])
+        await client.create_queue("ttl", default_message_ttl=timedelta(seconds=5))
+        await client.abandon_message(await newest(client, "ttl"))
+        clock.advance(timedelta(seconds=10))
+        assert await client.receive_message("ttl", timeout=0) is None  # expired: deleted
+        await newest(client, "q")
+        await client.delete_queue("q")
+        await client.create_queue("q")
+    async with make_client(clock=clock) as client:
+        await client.complete_message(await newest(client, "q"))
+        await newest(client, "q")
 
 
 @pytest.mark.asyncio

@@ -8,6 +8,7 @@ release, a file that is not a database.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import socket
@@ -249,7 +250,7 @@ async def test_a_schema_from_an_older_release_is_migrated_with_its_messages(
     from queue_runtime.adapters.sql.sqlite import sqlite_dialect
 
     path = tmp_path / "old.db"
-    dialect = sqlite_dialect("qr_")
+    dialect = dataclasses.replace(sqlite_dialect("qr_"), rowid_seq=False)  # AUTOINCREMENT
     with sqlite3.connect(path) as raw:  # what release 1 left behind
         raw.execute("CREATE TABLE qr_schema_version (version INTEGER NOT NULL)")
         for sql in _MIGRATIONS[0]:
@@ -268,6 +269,10 @@ async def test_a_schema_from_an_older_release_is_migrated_with_its_messages(
         await client.send_message("q", qr.Message(b"again", message_id="old-1"))
         got = await client.receive_messages("q", max_messages=10, timeout=0)
         assert [(m.message_id, m.body) for m in got] == [("old-1", b"old")]
+        await client.complete_messages(got)  # the newest row: its number is not used again
+        await client.send_message("q", qr.Message(b"new"))
+        new = await client.receive_message("q", timeout=0)
+        assert new is not None and new.sequence_number > got[0].sequence_number
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT version FROM qr_schema_version").fetchone() == (3,)
         indexes = dict(raw.execute("SELECT name, sql FROM sqlite_master WHERE type='index'"))

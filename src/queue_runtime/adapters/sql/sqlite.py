@@ -64,6 +64,7 @@ def sqlite_dialect(table_prefix: str) -> Dialect:
         # Python 3.11's sqlite3 binds a bytearray directly, bytes only after a failed
         # adapter lookup
         blob_parameter=bytearray,
+        rowid_seq=True,
     )
 
 
