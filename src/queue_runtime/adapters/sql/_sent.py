@@ -21,21 +21,30 @@ __all__ = ["FRESH", "SENT", "SentIds"]
 
 #: `SentIds.note`: the id was generated here and never sent to that database before.
 FRESH: Final = -1
-#: How many ids are remembered (about 100 bytes each); older ones are looked for everywhere.
-CAPACITY: Final = 65_536
+#: How many ids are remembered per database (about 70 bytes each); older ones are looked
+#: for in the whole queue.
+CAPACITY: Final = 32_768
+
+
+class _Record:
+    """The record for one database: ids by their number (see `generated_number`)."""
+
+    __slots__ = ("floors", "forgotten", "mark")
+
+    def __init__(self) -> None:
+        self.floors: dict[int, int] = {}
+        self.mark = 0  # a sequence number that every later insert exceeds
+        self.forgotten = 0  # the highest number of a forgotten id
 
 
 class SentIds:
-    """Generated ids sent from this process, per database, with a sequence number below any
-    row a send of them could have stored (bounded: the oldest are forgotten, and an id no
+    """Generated ids sent from this process, per database, each with a sequence number below
+    any row a send of it could have stored (bounded: the oldest are forgotten, and an id no
     newer than the newest forgotten one is then looked for in the whole queue)."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self._capacity = capacity
-        self._floors: dict[tuple[str, str], int] = {}
-        #: per database: a sequence number that every later insert exceeds
-        self._marks: dict[str, int] = {}
-        self._forgotten = 0  # the highest number of a forgotten id
+        self._databases: dict[str, _Record] = {}
         self._lock = threading.Lock()  # clients on event loops in several threads share it
 
     def note(self, database: str, message_id: object) -> int | None:
@@ -48,37 +57,35 @@ class SentIds:
         number = generated_number(message_id)
         if number is None:
             return None
-        assert isinstance(message_id, str)  # generated_number says so
-        key = (database, message_id)
         with self._lock:
-            floor = self._floors.get(key)
+            record = self._databases.get(database)
+            if record is None:
+                record = self._databases[database] = _Record()
+            floors = record.floors
+            floor = floors.get(number)
             if floor is not None:
                 return floor
-            if number <= self._forgotten:  # perhaps sent before it was forgotten
-                self._floors[key] = 0
+            if number <= record.forgotten:  # perhaps sent before it was forgotten
+                floors[number] = 0
+                floor = 0
             else:
-                self._floors[key] = self._marks.get(database, 0)
-            if len(self._floors) > self._capacity:
-                self._forget_oldest()
-            return 0 if number <= self._forgotten else FRESH
+                floors[number] = record.mark
+                floor = FRESH
+            if len(floors) > self._capacity:
+                oldest = next(iter(floors))
+                del floors[oldest]
+                record.forgotten = max(record.forgotten, oldest)
+            return floor
 
     def saw(self, database: str, seq: int) -> None:
         """``seq`` was stored in ``database``: later inserts there get higher numbers."""
-        if seq > self._marks.get(database, 0):
-            self._marks[database] = seq
+        record = self._databases.get(database)
+        if record is not None and seq > record.mark:
+            record.mark = seq
 
     def clear(self) -> None:
         with self._lock:
-            self._floors.clear()
-            self._marks.clear()
-            self._forgotten = 0
-
-    def _forget_oldest(self) -> None:
-        (_, message_id) = oldest = next(iter(self._floors))
-        del self._floors[oldest]
-        number = generated_number(message_id)
-        if number is not None and number > self._forgotten:
-            self._forgotten = number
+            self._databases.clear()
 
 
 #: This process's record, shared by its clients (a new client re-sending a message another
