@@ -18,7 +18,7 @@ __all__ = [
     "MessageId",
     "QueueName",
     "SessionId",
-    "generated_number",
+    "id_prefix",
     "new_message_id",
 ]
 
@@ -142,12 +142,7 @@ def new_message_id() -> str:
     return f"{_id_prefix}{next(_id_counter)}"
 
 
-def generated_number(message_id: object) -> int | None:
-    """The place of ``message_id`` among the ids `new_message_id` made in this process (they
-    count up from 1), or None if it did not make it (given by the user, or made by another
-    process)."""
-    prefix = _id_prefix
-    if type(message_id) is not str or not message_id.startswith(prefix):
-        return None
-    number = message_id[len(prefix) :]
-    return int(number) if number.isascii() and number.isdigit() else None
+def id_prefix() -> str:
+    """How every id `new_message_id` makes in this process starts (then a number counting up
+    from 1); another process's, and a forked child's, differ."""
+    return _id_prefix

@@ -283,8 +283,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         now = self._clock.now()
         size = _body_bytes(messages)
         database = self._db.key
-        note = SENT.note  # before the send: a send whose outcome is unknown counts as sent
-        looks = [note(database, getattr(message, "message_id", None)) for message in messages]
+        looks = SENT.note(database, messages)  # before the send: an unknown outcome counts
         while True:
             op = rules.send(self._st, name, known, messages, now, self._max_size, looks)
             try:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
+from collections.abc import Iterable
 from typing import Final
 
-from ..._names import generated_number
+from ..._names import id_prefix
 
 __all__ = ["FRESH", "SENT", "SentIds"]
 
@@ -27,12 +29,13 @@ CAPACITY: Final = 32_768
 
 
 class _Record:
-    """The record for one database: ids by their number (see `generated_number`)."""
+    """The record for one database: ids by their number (after `id_prefix`)."""
 
-    __slots__ = ("floors", "forgotten", "mark")
+    __slots__ = ("floors", "forgotten", "mark", "order")
 
     def __init__(self) -> None:
         self.floors: dict[int, int] = {}
+        self.order: deque[int] = deque()  # the numbers in ``floors``, oldest first
         self.mark = 0  # a sequence number that every later insert exceeds
         self.forgotten = 0  # the highest number of a forgotten id
 
@@ -47,35 +50,47 @@ class SentIds:
         self._databases: dict[str, _Record] = {}
         self._lock = threading.Lock()  # clients on event loops in several threads share it
 
-    def note(self, database: str, message_id: object) -> int | None:
-        """Record that ``message_id`` is about to be sent to ``database``.
+    def note(self, database: str, messages: Iterable[object]) -> list[int | None]:
+        """Record that ``messages`` are about to be sent to ``database``; for each, how its id
+        is to be deduplicated.
 
         None: the id was not generated here (the database's unique index deduplicates it).
         `FRESH`: generated here and never sent there; store it without looking. Otherwise the
         sequence number after which an earlier send of it may have stored it.
         """
-        number = generated_number(message_id)
-        if number is None:
-            return None
+        looks: list[int | None] = []
+        prefix = id_prefix()
+        start = len(prefix)
         with self._lock:
             record = self._databases.get(database)
             if record is None:
                 record = self._databases[database] = _Record()
-            floors = record.floors
-            floor = floors.get(number)
-            if floor is not None:
-                return floor
-            if number <= record.forgotten:  # perhaps sent before it was forgotten
-                floors[number] = 0
-                floor = 0
-            else:
-                floors[number] = record.mark
-                floor = FRESH
-            if len(floors) > self._capacity:
-                oldest = next(iter(floors))
-                del floors[oldest]
-                record.forgotten = max(record.forgotten, oldest)
-            return floor
+            floors, order, capacity = record.floors, record.order, self._capacity
+            for message in messages:
+                message_id = getattr(message, "message_id", None)
+                if (
+                    type(message_id) is not str
+                    or not message_id.startswith(prefix)
+                    or not (digits := message_id[start:]).isdigit()
+                    or not digits.isascii()
+                ):
+                    looks.append(None)  # not generated here
+                    continue
+                number = int(digits)
+                floor = floors.get(number)
+                if floor is None:
+                    if number <= record.forgotten:  # perhaps sent before it was forgotten
+                        floors[number] = floor = 0
+                    else:
+                        floors[number] = record.mark
+                        floor = FRESH
+                    order.append(number)
+                    if len(order) > capacity:
+                        oldest = order.popleft()
+                        del floors[oldest]
+                        record.forgotten = max(record.forgotten, oldest)
+                looks.append(floor)
+        return looks
 
     def saw(self, database: str, seq: int) -> None:
         """``seq`` was stored in ``database``: later inserts there get higher numbers."""
