@@ -276,18 +276,19 @@ def send(
         if look != FRESH and (yield Query(st.find_sent, (queue.id, partition, look, message_id))):
             continue
         rows.append(message_row(queue.id, partition, message, now, ttl, blob, 0))
+    seq = 0
     if len(rows) == 1 and len(messages) == 1:  # most sends: one statement, which says its seq
         [(sql, run)] = st.runs("insert_message_seq", rows)
         stored = yield Query(sql, run[0], True)
-        yield Wake(name)
-        return queue, stored[0][0] if stored else 0
-    for sql, run in st.runs("insert_message", rows) if rows else ():
-        if len(run) == 1:
-            yield Execute(sql, run[0])
-        else:
-            yield ExecuteMany(sql, run)
+        seq = stored[0][0] if stored else 0
+    else:
+        for sql, run in st.runs("insert_message", rows):
+            if len(run) == 1:
+                yield Execute(sql, run[0])
+            else:
+                yield ExecuteMany(sql, run)
     yield Wake(name)
-    return queue, 0
+    return queue, seq
 
 
 # -- what falls due with time ---------------------------------------------------------------

@@ -93,7 +93,10 @@ class SentIds:
         return looks
 
     def saw(self, database: str, seq: int) -> None:
-        """``seq`` was stored in ``database``: later inserts there get higher numbers."""
+        """``seq`` was stored in ``database``: later inserts there get higher numbers.
+
+        Without the lock: a race can only leave the mark lower, and a lower floor is still
+        below every later row (a look then scans a little more)."""
         record = self._databases.get(database)
         if record is not None and seq > record.mark:
             record.mark = seq
