@@ -33,6 +33,11 @@ class Capabilities:
     statistics: bool = True
     #: Messages survive a restart of the process.
     durable: bool = False
+    #: ``release_messages`` gives messages back without counting their delivery, and a
+    #: receive or ``accept_session`` cancelled before it returns takes nothing (what it locked
+    #: is released so, a session it leased is released). Where false, ``release_messages`` is
+    #: an abandon, and a cancelled receive may leave messages locked until their locks run out.
+    release: bool = False
     #: Largest message the adapter accepts, in bytes (body plus attributes).
     max_message_size: int = 1024 * 1024
 

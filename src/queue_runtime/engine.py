@@ -482,6 +482,27 @@ class QueueEngine:
         stored = self._take_locked(queue, token, now, lease)
         self._release(queue, stored, now)
 
+    def release(self, name: str, token: int, now: float, lease: int = 0) -> None:
+        """Give a delivery back as if it never happened: available again at once, its
+        ``delivery_count`` lowered again. Also once its lock (or its session's lease) lapsed,
+        as long as the lapse has not handed the message back yet (nobody else had it)."""
+        queue = self._queue(name)
+        stored = queue.locked.get(token)
+        if stored is None:
+            raise MessageLockLost("the message was already settled or its lock was lost")
+        if stored.session_id is not None and queue.settings.requires_session:
+            if not lease:
+                raise ValidationError(
+                    "a session message is settled only through the SessionClient that received it"
+                )
+            session = queue.sessions[stored.session_id]
+            if session.lease_token != lease or token not in session.locked:
+                raise SessionLockLost(f"the lock on session {session.id!r} was lost")
+            del session.locked[token]
+        del queue.locked[token]
+        stored.delivery_count -= 1
+        self._release(queue, stored, now)
+
     def dead_letter(
         self,
         name: str,

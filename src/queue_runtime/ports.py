@@ -146,6 +146,16 @@ class SessionClient(abc.ABC):
         `complete_messages`."""
         await settle_each(self.abandon_message, messages)
 
+    async def release_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Give back messages received through this session that no handler started: they
+        come back first, in sequence order, and where ``capabilities.release`` their delivery
+        is not counted (elsewhere this is `abandon_messages`).
+
+        Where ``capabilities.release``, a message whose session lock lapsed is still released
+        so unless it was delivered again meanwhile. Raises as `complete_messages`.
+        """
+        await self.abandon_messages(messages)
+
     async def peek_messages(
         self, *, max_messages: int = 10, from_sequence_number: int | None = None
     ) -> list[ReceivedMessage]:
@@ -322,6 +332,17 @@ class QueueClient(abc.ABC):
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         """Abandon each message (available again at once). Raises as `complete_messages`."""
         await settle_each(self.abandon_message, messages)
+
+    async def release_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Give back messages that no handler started: available again at once, and where
+        ``capabilities.release`` their delivery is not counted, as if never received
+        (elsewhere this is `abandon_messages`).
+
+        For a consumer that received more than it could handle (a stop, a full buffer).
+        Where ``capabilities.release``, a message whose lock lapsed is still released so
+        unless it was delivered again meanwhile. Raises as `complete_messages`.
+        """
+        await self.abandon_messages(messages)
 
     # -- looking without receiving -------------------------------------------------------
 

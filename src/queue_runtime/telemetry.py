@@ -88,7 +88,7 @@ _INSTRUMENTS: Final = {
         "counter",
         "queue_runtime.messages.settled",
         "{message}",
-        "Settlements by outcome (complete, abandon, dead_letter)",
+        "Settlements by outcome (complete, abandon, dead_letter, release)",
     ),
     "retries": (
         "counter",
@@ -429,6 +429,7 @@ _SETTLE_OUTCOMES: Final = {
     "dead_letter_message": "dead_letter",
     "complete_messages": "complete",
     "abandon_messages": "abandon",
+    "release_messages": "release",
 }
 
 

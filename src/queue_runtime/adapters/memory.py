@@ -92,7 +92,7 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
         self._engine = engine
         self._default_timeout = to_seconds(default_timeout)
         self._max_size = self._config.max_message_size
-        self._capabilities = Capabilities(max_message_size=self._max_size)
+        self._capabilities = Capabilities(max_message_size=self._max_size, release=True)
         self._waiters = Waiters()
         self._sessions: set[InMemorySessionClient] = set()
         self._unsubscribe: list[object] = []
@@ -338,6 +338,13 @@ class InMemoryQueueClient(ClientLifecycle, QueueClient):
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         await settle_each(self.abandon_message, self._own(messages))
 
+    async def release_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await settle_each(self._release, self._own(messages))
+
+    async def _release(self, message: ReceivedMessage) -> None:
+        receipt = self._receipt(message)
+        self._engine.release(receipt[1], receipt[2], self._clock.now())
+
     def _own(self, messages: Sequence[ReceivedMessage]) -> Sequence[ReceivedMessage]:
         """``messages`` once each is known to be this client's to settle (a batch is checked
         whole before any of it is settled)."""
@@ -506,6 +513,17 @@ class InMemorySessionClient(SessionClient):
 
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         await settle_each(self.abandon_message, self._own(messages))
+
+    async def release_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        # also once the lease lapsed (the engine refuses a message handed back meanwhile)
+        checked = [self._client._receipt(message) for message in received_sequence(messages)]
+        if any(receipt[3] != self._lease.token for receipt in checked):
+            raise ValidationError("a message was not received through this session")
+        await settle_each(self._release, messages)
+
+    async def _release(self, message: ReceivedMessage) -> None:
+        receipt: _Receipt = message.receipt  # type: ignore[assignment]
+        self._engine.release(receipt[1], receipt[2], self._clock.now(), receipt[3])
 
     def _own(self, messages: Sequence[ReceivedMessage]) -> Sequence[ReceivedMessage]:
         for message in received_sequence(messages):

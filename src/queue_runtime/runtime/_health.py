@@ -22,6 +22,9 @@ class Counters:
     received: int = 0
     completed: int = 0
     abandoned: int = 0
+    #: Received but never started (a stop, a lost session lock), given back uncounted where
+    #: the adapter can.
+    released: int = 0
     dead_lettered: int = 0
     retries: int = 0
     failures: int = 0

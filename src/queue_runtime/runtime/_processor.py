@@ -3,9 +3,13 @@
 Session queues: up to ``max_concurrent_sessions`` workers, each holding one session and
 handling its messages strictly in order, releasing it the moment it is drained. Queues
 without sessions: up to ``max_concurrency`` handlers at once, fed by receives of at most the
-free capacity. Around every handler: the middleware chain (tracing, rate limit, circuit
-breaker, timeout, the user's own); after it, settlement (complete, retry with backoff, or
-dead-letter). One renewal task keeps the locks of whatever is held alive.
+free capacity. A stop or a lost lock never costs a delivery of a message no handler started:
+where the adapter can give messages back uncounted (``capabilities.release``) a session's
+worker receives ahead and releases what it did not start; elsewhere only what is about to be
+handled is received, and what a receive brings is handled, also when a stop comes meanwhile.
+Around every handler: the middleware chain (tracing, rate limit, circuit breaker, timeout,
+the user's own); after it, settlement (complete, retry with backoff, or dead-letter). One
+renewal task keeps the locks of whatever is held alive.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal, TypeVar
 
 from .._errors import (
     ClientClosed,
@@ -68,6 +72,7 @@ _ERROR_BACKOFF: Final = (0.05, 5.0)  # after a failed receive: first and longest
 _RENEW_AHEAD: Final = 0.6
 _RENEW_TICK: Final = 0.25
 _Outcome = Literal["done", "retry", "lost", "stopped"]
+_T = TypeVar("_T")
 
 
 #: Raised inside a worker when the processor stops while it waits.
@@ -202,7 +207,7 @@ class Processor(Service):
         self._in_flight = 0
         self._last_error: str | None = None
         self._stop_task: asyncio.Task[None] | None = None
-        self._orphans: list[asyncio.Future[Any]] = []
+        self._release = False  # the client's capabilities.release, read at start
         self._stopping = False
 
     def __repr__(self) -> str:
@@ -233,6 +238,7 @@ class Processor(Service):
             self._stopped_event.set()
             raise
         self._sessions_mode = sessions
+        self._release = self.client.capabilities.release
         if sessions:
             workers = [self._session_worker() for _ in range(self.max_concurrent_sessions)]
         else:
@@ -252,9 +258,10 @@ class Processor(Service):
         )
 
     async def stop(self, timeout: float | None = None) -> None:
-        """Stop gracefully: receive nothing more, let handlers in flight finish within
+        """Stop gracefully: start no new receive, let handlers in flight, and those of what
+        receives already under way bring (they end within ``receive_timeout``), finish within
         ``timeout`` seconds (default ``shutdown_timeout``; then they are cancelled and their
-        messages abandoned), abandon what was received but not started, release sessions."""
+        messages abandoned), release sessions."""
         if self._state == "new":
             self._state = "stopped"
             return
@@ -266,8 +273,6 @@ class Processor(Service):
         self._state = "stopping"
         self._stopping = True
         self._stop_event.set()
-        assert self._refilled is not None
-        self._refilled.set()
         if self._breaker is not None:
             self._breaker.wake()
         deadline = self.shutdown_timeout if timeout is None else float(timeout)
@@ -278,7 +283,7 @@ class Processor(Service):
             if pending:
                 _log.warning("stop: %d handlers did not finish in %ss", len(pending), deadline)
                 await asyncio.gather(*pending, return_exceptions=True)
-        await self._give_back_orphans()
+        await self._give_back_buffered()
         for _, session in self._ready_sessions:
             await self._close_session(session)
         self._ready_sessions.clear()
@@ -350,10 +355,17 @@ class Processor(Service):
 
     # -- waiting that ends when the processor stops ---------------------------------------
 
-    async def _until_stopped(self, awaitable: Awaitable[Any], *, give_back: bool = True) -> Any:
-        """Await ``awaitable`` (a receive or an accept) unless the processor stops first: then
-        it is cancelled and `_Stopped` raised; whatever it still brings is given back at the
-        end of `stop` (``give_back=False``: a session receive, released with its session)."""
+    async def _receiving(self, awaitable: Awaitable[_T]) -> _T:
+        """A receive or accept: cut short by a stop where the adapter takes nothing with a
+        cancelled one (``capabilities.release``); elsewhere left to run out (it waits
+        ``receive_timeout`` at most), and what it brings is handled."""
+        if self._release:
+            return await self._until_stopped(awaitable)
+        return await awaitable
+
+    async def _until_stopped(self, awaitable: Awaitable[_T]) -> _T:
+        """Await ``awaitable`` (a wait that takes nothing, or a cancel-safe receive) unless
+        the processor stops first: then it is cancelled and `_Stopped` raised."""
         assert self._stop_event is not None
         if self._stop_event.is_set():
             if isinstance(awaitable, Coroutine):
@@ -368,29 +380,9 @@ class Processor(Service):
         if work.done():
             return work.result()
         work.cancel()
-        if give_back:
-            self._orphans.append(work)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
         raise _Stopped
-
-    async def _give_back_orphans(self) -> None:
-        """Receives and accepts cut short by the stop: what they already brought is abandoned
-        (or released); those still waiting are cancelled (a cancelled receive may have
-        happened: its messages come back when their locks run out)."""
-        for work in self._orphans:
-            if not work.done():
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await work
-                continue
-            if work.cancelled() or work.exception() is not None:
-                continue
-            result = work.result()
-            if isinstance(result, SessionClient):
-                await self._close_session(result)
-            elif isinstance(result, list):
-                self._buffer.extend((self.lanes[0], m) for m in result)
-        self._orphans.clear()
-        await self._abandon_buffered()
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep ``seconds`` unless stopped first; returns False if stopped."""
@@ -433,7 +425,7 @@ class Processor(Service):
                 return lane, session
         lane = order[0]
         wait = self._receive_timeout if len(self.lanes) == 1 else _LANE_POLL
-        session = await self._until_stopped(self.client.accept_session(lane.queue, timeout=wait))
+        session = await self._receiving(self.client.accept_session(lane.queue, timeout=wait))
         return None if session is None else (lane, session)
 
     async def _session_worker(self) -> None:
@@ -467,8 +459,6 @@ class Processor(Service):
         pending: deque[ReceivedMessage] = deque()
         try:
             await self._drain(lane, session, pending, lease)
-        except _Stopped:
-            pass  # stopping while the session idled: release it below
         except (SessionLockLost, MessageLockLost) as error:
             self._lock_lost(lease, f"session {session.session_id!r}", error)
         except QueueError as error:
@@ -478,8 +468,8 @@ class Processor(Service):
             self._held.pop(key, None)
             if lease is not None:
                 self._leases.pop(id(lease), None)
-            if pending and not (lease is not None and lease.lost):
-                await self._abandon_all(session, lane, pending)
+            if pending:  # received ahead, never started: back uncounted (lock lost or not)
+                await self._give_back(session, lane, list(pending))
             await self._close_session(session)
 
     async def _drain(
@@ -489,18 +479,20 @@ class Processor(Service):
         pending: deque[ReceivedMessage],
         lease: _Lease | None,
     ) -> None:
+        """Handle the session's messages one by one, in order. Ahead of the one in hand only
+        where they can go back uncounted (``capabilities.release``); elsewhere the next is
+        received once the one before is settled, and handled whatever happens meanwhile."""
         assert self._stop_event is not None
-        stop = self._stop_event
+        stop, breaker = self._stop_event, self._breaker
+        ahead = self._prefetch if self._release else 1
         while not stop.is_set():
             if not pending:
-                receive = session.receive_messages(
-                    max_messages=self._prefetch, timeout=self._idle_timeout
-                )
-                batch = (
-                    await self._until_stopped(receive, give_back=False)
-                    if self._idle_timeout
-                    else await receive
-                )
+                if breaker is not None and not breaker.receiving():
+                    return  # release it; the worker waits for the breaker before accepting
+                try:
+                    batch = await self._next_messages(session, ahead)
+                except _Stopped:
+                    return
                 if not batch:
                     return  # drained: release it, take the next session
                 self.counters.received += len(batch)
@@ -508,9 +500,9 @@ class Processor(Service):
             message = pending.popleft()
             outcome = await self._process(lane, message, session, lease)
             if outcome == "lost":
-                pending.clear()  # the session lock is gone, and its messages with it
-                return
-            if outcome == "retry":
+                return  # the session lock is gone (what is pending goes back if it can)
+            if outcome == "retry" and pending:
+                # it comes back ahead of later messages, which this worker holds: take it again
                 again = await session.receive_message(timeout=0)
                 if again is not None:
                     self.counters.received += 1
@@ -519,18 +511,31 @@ class Processor(Service):
                     else:
                         pending.append(again)
 
+    async def _next_messages(self, session: SessionClient, count: int) -> list[ReceivedMessage]:
+        """Up to ``count`` of the session's next messages; with ``session_idle_timeout``
+        waited for, cut short by a stop (`_Stopped`) where that is safe, else in slices of at
+        most ``receive_timeout`` so that a stop is seen between them."""
+        idle = self._idle_timeout
+        if not idle:
+            return await session.receive_messages(max_messages=count, timeout=0)
+        if self._release:
+            receive = session.receive_messages(max_messages=count, timeout=idle)
+            return await self._until_stopped(receive)
+        assert self._stop_event is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + idle
+        while True:
+            left = deadline - loop.time()
+            wait = min(left, self._receive_timeout) if self._receive_timeout else left
+            batch = await session.receive_messages(max_messages=count, timeout=max(wait, 0.0))
+            if batch or left <= wait or self._stop_event.is_set():
+                return batch
+
     async def _close_session(self, session: SessionClient) -> None:
         try:
             await session.close()
         except QueueError as error:
             _log.debug("closing session %r: %s", session.session_id, describe_error(error))
-
-    async def _abandon_all(
-        self, settler: SessionClient | QueueClient, lane: Lane, messages: deque[ReceivedMessage]
-    ) -> None:
-        while messages:
-            message = messages.popleft()
-            await self._settle(settler, lane, message, None, "abandon")
 
     # -- queues without sessions ------------------------------------------------------------
 
@@ -539,8 +544,9 @@ class Processor(Service):
         assert self._refilled is not None
         stop, buffer, held = self._stop_event, self._buffer, self._held_messages
         failures = 0
-        while not stop.is_set():
-            if buffer:
+        while True:
+            if buffer and not (self._stopping and self._release):
+                # handled even when stopping, unless it can go back uncounted (end of stop)
                 lane, message = buffer.popleft()
                 self._busy += 1
                 key = id(message)
@@ -556,16 +562,18 @@ class Processor(Service):
                     if self._message_leases:
                         self._message_leases.pop(key, None)
                 continue
-            if self._refilling:
+            if self._refilling:  # a receive under way (also when stopping): it may bring work
                 refilled = self._refilled
                 await refilled.wait()
                 continue
+            if stop.is_set():
+                return
             self._refilling = True
             try:
                 await self._refill()
                 failures = 0
             except _Stopped:
-                return
+                pass
             except QueueError as error:
                 failures += 1
                 if not await self._receive_failed("receive", error, failures):
@@ -576,7 +584,10 @@ class Processor(Service):
                 self._refilled = asyncio.Event()
 
     async def _refill(self) -> None:
-        """Receive at most the free capacity (never more than ``max_concurrency`` held)."""
+        """Receive at most the free capacity (never more than ``max_concurrency`` held).
+
+        What it brings is handled by the free workers it was received for, also when the
+        processor stops meanwhile (see `_receiving`)."""
         breaker = self._breaker
         if breaker is not None and breaker.state.state != "closed":
             await self._until_stopped(breaker.wait_receiving())
@@ -594,9 +605,8 @@ class Processor(Service):
         else:
             lane = order[0]
             wait = self._receive_timeout if len(self.lanes) == 1 else _LANE_POLL
-            batch = await self._until_stopped(
-                client.receive_messages(lane.queue, max_messages=room, timeout=wait)
-            )
+            receive = client.receive_messages(lane.queue, max_messages=room, timeout=wait)
+            batch = await self._receiving(receive)
         if batch:
             self.counters.received += len(batch)
             self._buffer.extend([(lane, m) for m in batch])
@@ -605,11 +615,32 @@ class Processor(Service):
                 self._lock_estimate = duration = until - time.time()
                 self._set_renew_tick(duration)
 
-    async def _abandon_buffered(self) -> None:
+    async def _give_back_buffered(self) -> None:
+        """Messages received for free workers that none started (a stop on an adapter with
+        ``capabilities.release``, or workers cancelled when the stop ran out of time)."""
         buffer = self._buffer
         while buffer:
-            lane, message = buffer.popleft()
-            await self._settle(self.client, lane, message, None, "abandon")
+            lane = buffer[0][0]
+            batch = [m for ln, m in buffer if ln is lane]
+            self._buffer = buffer = deque(item for item in buffer if item[0] is not lane)
+            await self._give_back(self.client, lane, batch)
+
+    async def _give_back(
+        self, settler: SessionClient | QueueClient, lane: Lane, messages: list[ReceivedMessage]
+    ) -> None:
+        """Release messages no handler started (uncounted where ``capabilities.release``); one
+        that cannot go back comes back when its lock runs out."""
+        try:
+            await settler.release_messages(messages)
+        except QueueError as error:
+            _log.info(
+                "giving back %d unstarted messages of %s: %s",
+                len(messages),
+                lane.queue,
+                describe_error(error),
+            )
+        else:
+            self.counters.released += len(messages)
 
     async def _receive_failed(self, what: str, error: QueueError, failures: int) -> bool:
         """Log a failed receive/accept and pause (longer each time); False: the worker ends
@@ -675,8 +706,8 @@ class Processor(Service):
         traced: bool,
     ) -> _Outcome:
         settler: SessionClient | QueueClient = self.client if session is None else session
-        if self._stopping:
-            await self._settle(settler, lane, message, lease, "abandon")
+        if self._stopping and self._release:  # taken just as the stop came: not started
+            await self._give_back(settler, lane, [message])
             return "stopped"
         attempt = message.delivery_count
         context = MessageContext(message, lane.queue, attempt, session)
@@ -684,8 +715,8 @@ class Processor(Service):
         try:
             try:
                 await self._chain(context)
-            except _Stopped:
-                await self._settle(settler, lane, message, lease, "abandon")
+            except _Stopped:  # the breaker held it back until the stop: nothing ran
+                await self._give_back(settler, lane, [message])
                 return "stopped"
             except asyncio.CancelledError:
                 # stop() ran out of time: give the message back, then let the task end
@@ -863,6 +894,7 @@ class Processor(Service):
             if lease.message is not None
             else f"session {lease.session.session_id!r}"  # type: ignore[union-attr]
         )
+        asked = time.time()
         try:
             if lease.message is not None:
                 until = await self.client.renew_message_lock(lease.message)
@@ -884,6 +916,13 @@ class Processor(Service):
             _log.warning("renewing the lock of %s failed: %s", what, describe_error(error))
             return
         lease.locked_until = until.timestamp()
+        # the lock's whole duration, as this renewal shows it: a lock first seen short (its
+        # receive or accept was slow) is renewed ahead by the full margin from now on
+        duration = lease.locked_until - asked
+        if duration * _RENEW_AHEAD > lease.renew_ahead:
+            lease.renew_ahead = duration * _RENEW_AHEAD
+            if lease.message is not None:
+                self._lock_estimate = max(self._lock_estimate, duration)
         self.counters.lock_renewals += 1
         if enabled():
             instruments().lock_renewals.add(

@@ -81,6 +81,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
             durable=True,
             exclusive_sessions_across_processes=True,
             max_message_size=max_message_size,
+            release=True,
         )
         self._waiters = Waiters()
         #: Wake-ups seen per queue, and clock ticks: a waiter that saw one while it looked
@@ -192,17 +193,18 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         self,
         queue: str,
         wait: float,
-        attempt: Callable[[], Awaitable[R]],
+        attempt: Callable[[int], Awaitable[R]],
+        give_back: Callable[[int], rules.Op[None]],
         limit: Callable[[], float] | None = None,
     ) -> R:
-        """``attempt()`` until it returns something truthy or ``wait`` seconds pass.
+        """``attempt(token)`` until it returns something truthy or ``wait`` seconds pass.
 
         Between attempts it parks until a wake-up for ``queue`` or a pause that doubles up to
         the database's longest; ``limit()`` (clock time, read at each pause) wakes it at the
-        latest then.
+        latest then. Cancelled meanwhile, it takes nothing (see `_attempt`).
         """
         generation = self._generation(queue)
-        result = await attempt()
+        result = await self._attempt(attempt, give_back)
         if result or wait <= 0:
             return result
         loop = asyncio.get_running_loop()
@@ -220,8 +222,31 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
                 pause = min(pause * 2, longest)
             generation = self._generation(queue)
             self._check_open()
-            result = await attempt()
+            result = await self._attempt(attempt, give_back)
         return result
+
+    async def _attempt(
+        self, attempt: Callable[[int], Awaitable[R]], give_back: Callable[[int], rules.Op[None]]
+    ) -> R:
+        """``attempt`` with a token of its own; cancelled before it returns, whatever it took
+        under that token goes back as if never taken (``capabilities.release``): a cancelled
+        receive or accept takes nothing."""
+        token = self._token()
+        try:
+            return await attempt(token)
+        except asyncio.CancelledError:
+            await self._give_back_taken(give_back(token))
+            raise
+
+    async def _give_back_taken(self, op: rules.Op[None]) -> None:
+        # runs to its end even if the caller is cancelled once more (only the wait is cut)
+        try:
+            await asyncio.shield(self._db.run(op, "give back a cancelled receive", relaxed=True))
+        except (QueueError, asyncio.CancelledError) as error:
+            log.warning(
+                "a cancelled receive could not give back what it took (its locks run out): %s",
+                error,
+            )
 
     # -- administration ------------------------------------------------------------------
 
@@ -317,8 +342,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         name = queue_name(queue)
         wait = timeout_seconds(timeout, self._default_timeout)
 
-        async def attempt() -> list[ReceivedMessage]:
-            token = self._token()
+        async def attempt(token: int) -> list[ReceivedMessage]:
             now = self._clock.now()
             row, rows = await self._take(
                 name,
@@ -329,7 +353,10 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
             )
             return received(rows, self._db.key, name, row.id, token, 0)
 
-        got = await self._until(name, wait, attempt)
+        def give_back(token: int) -> rules.Op[None]:
+            return rules.release_taken(self._st, name, "", token, False)
+
+        got = await self._until(name, wait, attempt, give_back)
         _log_delivered(name, None, got)
         return got
 
@@ -425,6 +452,14 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
     async def abandon_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         await self._settle_many(rules.abandon, self._receipts(messages), "abandon batch")
 
+    async def release_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        await self._release(self._receipts(messages))
+
+    async def _release(self, receipts: list[Receipt]) -> None:
+        if receipts:
+            op = rules.release(self._st, receipts)
+            await self._report_batch(receipts, await self._run(op, "release", relaxed=True))
+
     def _receipts(self, messages: Sequence[ReceivedMessage], lease: int = 0) -> list[Receipt]:
         """Every message's receipt, checked before anything is settled."""
         return [self._receipt(m, lease) for m in received_sequence(messages)]
@@ -481,11 +516,18 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         wait = timeout_seconds(timeout, self._default_timeout)
         wanted = None if session_id is None else SessionId(session_id)
 
-        async def attempt() -> rules.Lease | None:
-            op = rules.accept_session(self._st, name, wanted, self._clock.now(), self._token())
+        async def attempt(token: int) -> rules.Lease | None:
+            op = rules.accept_session(self._st, name, wanted, self._clock.now(), token)
             return await self._run(op, "accept_session")
 
-        lease = await attempt() if wanted is not None else await self._until(name, wait, attempt)
+        def give_back(token: int) -> rules.Op[None]:
+            return rules.release_taken(self._st, name, "", token, True)
+
+        lease = (
+            await self._attempt(attempt, give_back)
+            if wanted is not None
+            else await self._until(name, wait, attempt, give_back)
+        )
         if lease is None:
             return None
         log.debug("accepted queue=%s session_id=%s", name, lease.session_id)
@@ -536,9 +578,8 @@ class SqlSessionClient(SessionClient):
         client = self._client
         wait = timeout_seconds(timeout, client._default_timeout)
 
-        async def attempt() -> list[ReceivedMessage]:
+        async def attempt(token: int) -> list[ReceivedMessage]:
             lease = self._check()
-            token = client._token()
             now = self._clock.now()
             _, rows = await client._take(
                 lease.queue,
@@ -549,8 +590,13 @@ class SqlSessionClient(SessionClient):
             )
             return received(rows, client._db.key, lease.queue, lease.queue_id, token, lease.token)
 
+        def give_back(token: int) -> rules.Op[None]:
+            return rules.release_taken(self._st, lease.queue, lease.session_id, token, False)
+
         # woken by the lease's expiry at the latest, so a lapsed lock is reported
-        got = await client._until(lease.queue, wait, attempt, limit=lambda: self._locked_until)
+        got = await client._until(
+            lease.queue, wait, attempt, give_back, limit=lambda: self._locked_until
+        )
         _log_delivered(lease.queue, lease.session_id, got)
         return got
 
@@ -578,6 +624,11 @@ class SqlSessionClient(SessionClient):
         self._check()
         receipts = self._client._receipts(messages, self._lease.token)
         await self._client._settle_many(rules.abandon, receipts, "abandon batch")
+
+    async def release_messages(self, messages: Sequence[ReceivedMessage]) -> None:
+        # also once the lease lapsed: the tokens tell whether anyone received them since
+        self._check()
+        await self._client._release(self._client._receipts(messages, self._lease.token))
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
         await self._client._settle(rules.abandon, self._receipt(message), "abandon")

@@ -58,7 +58,9 @@ __all__ = [
     "get_state",
     "peek",
     "receive",
+    "release",
     "release_session",
+    "release_taken",
     "renew_lock",
     "renew_session",
     "send",
@@ -490,6 +492,36 @@ def abandon(st: Statements, receipt: Receipt, now: float) -> Op[None]:
         yield Wake(queue.name + DEAD_LETTER_SUFFIX)
     else:
         yield Wake(queue.name)
+
+
+def release(st: Statements, receipts: Sequence[Receipt]) -> Op[list[QueueError | None]]:
+    """Give deliveries back as if never made: unlocked, ``delivery_count`` lowered again; also
+    once their locks lapsed, while nobody received them since (their token still matches).
+    Per receipt, `MessageLockLost` where that was no longer so."""
+    groups: dict[int, list[int]] = {}
+    for receipt in receipts:
+        groups.setdefault(receipt.token, []).append(receipt.seq)
+    done: set[int] = set()
+    encode = st.dialect.list_parameter
+    for token, seqs in groups.items():
+        rows = yield Query(st.release_group, (token, encode(seqs)))
+        done.update(row[0] for row in rows)
+    for queue in {receipt.queue for receipt in receipts if receipt.seq in done}:
+        yield Wake(queue)
+    return [None if receipt.seq in done else _lock_lost() for receipt in receipts]
+
+
+def release_taken(
+    st: Statements, queue: str, partition: str, token: int, session: bool
+) -> Op[None]:
+    """Give back what a cancelled receive (``session``: accept) with ``token`` took, as if it
+    never happened: its messages in ``partition``, or the session lease."""
+    if session:
+        taken = yield Execute(st.end_lease_taken, (queue, token))
+    else:
+        taken = yield Execute(st.release_taken, (queue, partition, token))
+    if taken:
+        yield Wake(queue)
 
 
 def dead_letter(

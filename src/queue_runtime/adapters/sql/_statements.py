@@ -198,6 +198,19 @@ _SQL: Final[dict[str, str]] = {
         "UPDATE {ns}messages SET lock_token = 0, locked_until = 0"
         " WHERE seq = ? AND lock_token = ? AND locked_until > ? RETURNING delivery_count"
     ),
+    # deliveries given back as if never made, also once their locks lapsed: a matching
+    # token means nobody received the message since (a new delivery writes a new token)
+    "release_group": (
+        "UPDATE {ns}messages SET lock_token = 0, locked_until = 0,"
+        " delivery_count = delivery_count - 1 WHERE lock_token = ? AND {seq_in_list}"
+        " RETURNING seq"
+    ),
+    # what a receive (by its token) took in a partition of the named queue
+    "release_taken": (
+        "UPDATE {ns}messages SET lock_token = 0, locked_until = 0,"
+        " delivery_count = delivery_count - 1 WHERE queue_id = (SELECT id FROM {ns}queues"
+        " WHERE name = ?) AND partition_key = ? AND lock_token = ?"
+    ),
     "dead_letter_locked": (
         f"UPDATE {{ns}}messages SET {_TO_DEAD_LETTER}, dead_letter_reason = ?,"
         " dead_letter_description = ? WHERE seq = ? AND lock_token = ? AND locked_until > ?"
@@ -237,6 +250,11 @@ _SQL: Final[dict[str, str]] = {
     "renew_session_messages": (
         "UPDATE {ns}messages SET locked_until = ? WHERE queue_id = ? AND partition_key = ?"
         " AND lock_token <> 0 AND locked_until > ?"
+    ),
+    # a lease an accept (by its token) took, unless it ended already
+    "end_lease_taken": (
+        "UPDATE {ns}sessions SET lease_token = 0, lease_until = 0 WHERE queue_id ="
+        " (SELECT id FROM {ns}queues WHERE name = ?) AND lease_token = ?"
     ),
     "end_lease": (
         "UPDATE {ns}sessions SET lease_token = 0, lease_until = 0 WHERE queue_id = ?"
@@ -365,6 +383,9 @@ class Statements:
     lock_leased_next: str
     complete_group: str
     unlock: str
+    release_group: str
+    release_taken: str
+    end_lease_taken: str
     dead_letter_locked: str
     dead_letter_one: str
     renew_lock: str

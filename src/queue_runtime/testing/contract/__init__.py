@@ -3,7 +3,7 @@
 `QueueClientContract` is a pytest test class made of one mixin per behaviour (round trip,
 session order, exclusivity, parallel sessions, settlement, lock expiry, dead-lettering,
 at-least-once delivery, bad input, session state, lifecycle, scheduled messages, time to
-live, batch settlement, holder-only settlement, peek, iteration). The tests use only the
+live, batch settlement, holder-only settlement, peek, iteration, release). The tests use only the
 public port (``queue_runtime.*``, `QueueClient` and `SessionClient` methods), so they run
 unchanged against any adapter.
 
@@ -42,8 +42,8 @@ How the suite treats the target
 - A message the test expects is waited for up to ``target.receive_timeout``; where it expects
   nothing it waits ``target.quiet_timeout``.
 - A test that needs a capability (``sessions``, ``session_state``, ``scheduled_messages``,
-  ``message_ttl``, ``lock_renewal``, ``exclusive_sessions_across_processes``) skips without it,
-  or checks that the operation raises `UnsupportedOperation` instead.
+  ``message_ttl``, ``lock_renewal``, ``exclusive_sessions_across_processes``, ``release``)
+  skips without it, or checks that the operation raises `UnsupportedOperation` instead.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from ._lifecycle import LifecycleContract
 from ._lock_expiry import LockExpiryContract
 from ._parallel import ParallelSessionsContract
 from ._peek import PeekContract
+from ._release import ReleaseContract
 from ._round_trip import RoundTripContract
 from ._scheduled import ScheduledMessagesContract
 from ._session_order import SessionOrderContract
@@ -81,6 +82,7 @@ __all__ = [
     "PeekContract",
     "QueueClientContract",
     "QueueFactory",
+    "ReleaseContract",
     "RoundTripContract",
     "ScheduledMessagesContract",
     "SessionExclusivityContract",
@@ -109,6 +111,7 @@ class QueueClientContract(
     HolderOnlySettlementContract,
     PeekContract,
     IterationContract,
+    ReleaseContract,
 ):
     """Every behaviour of the contract. Subclass it as ``Test...`` and provide a
     ``contract_target`` fixture returning a `queue_runtime.testing.ContractTarget`."""
