@@ -3,6 +3,11 @@
 At most one ``ReceiveMessage`` per queue is in flight in the process; whatever it brings is
 filed in the registry (`._registry`) for whoever waits for it. Waits of a second or more
 long-poll (up to 20 s); shorter waits poll a few times; ``timeout=0`` still makes one poll.
+
+A poll asks for no more messages than its caller wants (one to find a session): SQS counts a
+receive for every message it hands out, also one the process gives back unseen, and that
+count outlives the process (a worker stopped twice would otherwise see messages it never
+handled dead-lettered by the redrive policy).
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ class Receiver:
             info.url,
             False,
             lambda: _claimed(state.claim_next(functools.partial(_lease_for, state, seconds, self))),
-            poll_max=MAX_BATCH,
+            poll_max=1,  # a group is found by one message: fetch no more than that (see below)
             deadline=asyncio.get_running_loop().time() + wait,
         )
 
@@ -116,7 +121,7 @@ class Receiver:
                 info.url,
                 False,
                 lambda: _something(state.take_session(lease, max_messages)),
-                poll_max=MAX_BATCH,
+                poll_max=min(max_messages, MAX_BATCH),
                 deadline=min(deadline, until),
             )
             if entries:

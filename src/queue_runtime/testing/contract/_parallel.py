@@ -12,7 +12,6 @@ from ._fixtures import (
     accept,
     accept_next,
     session_complete_exactly,
-    session_receive_exactly,
     session_receive_one,
 )
 
@@ -46,9 +45,7 @@ class ParallelSessionsContract(ContractFixtures):
 
             async def finish(session: qr.SessionClient, first: qr.ReceivedMessage) -> list[bytes]:
                 await session.complete_message(first)
-                rest = await session_receive_exactly(session, contract_target, 2)
-                for message in rest:
-                    await session.complete_message(message)
+                rest = await session_complete_exactly(session, contract_target, 2)
                 return [first.body, *(m.body for m in rest)]
 
             results = await asyncio.gather(
