@@ -10,6 +10,7 @@ announces (locks and schedules falling due; another process's commit on SQLite).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -224,6 +225,21 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
             self._check_open()
             result = await self._attempt(attempt, give_back)
         return result
+
+    async def _fresh(self, lease: rules.Lease, asked: float) -> rules.Lease | None:
+        """``lease``, renewed at once when taking it took so long (a wait for a connection or
+        the write lock, counted from ``asked``) that less than half of it is left: a lease is
+        never handed out spent or nearly so. None if it ran out before it could be renewed."""
+        duration = lease.locked_until - asked
+        if lease.locked_until - self._clock.now() >= duration / 2:
+            return lease
+        try:
+            op = rules.renew_session(self._st, lease, self._clock.now())
+            until = await self._run(op, "renew_session")
+        except SessionLockLost:
+            log.warning("a lease on session %s ran out while it was taken", lease.session_id)
+            return None
+        return dataclasses.replace(lease, locked_until=until)
 
     async def _attempt(
         self, attempt: Callable[[int], Awaitable[R]], give_back: Callable[[int], rules.Op[None]]
@@ -517,17 +533,22 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         wanted = None if session_id is None else SessionId(session_id)
 
         async def attempt(token: int) -> rules.Lease | None:
-            op = rules.accept_session(self._st, name, wanted, self._clock.now(), token)
-            return await self._run(op, "accept_session")
+            asked = self._clock.now()
+            op = rules.accept_session(self._st, name, wanted, asked, token)
+            lease = await self._run(op, "accept_session")
+            return None if lease is None else await self._fresh(lease, asked)
 
         def give_back(token: int) -> rules.Op[None]:
             return rules.release_taken(self._st, name, "", token, True)
 
-        lease = (
-            await self._attempt(attempt, give_back)
-            if wanted is not None
-            else await self._until(name, wait, attempt, give_back)
-        )
+        if wanted is None:
+            lease = await self._until(name, wait, attempt, give_back)
+        else:
+            for _ in range(3):  # a named lease spent before it was handed out: take it again
+                if (lease := await self._attempt(attempt, give_back)) is not None:
+                    break
+            else:
+                raise SessionLockLost(f"the lease on session {wanted!r} ran out while taken")
         if lease is None:
             return None
         log.debug("accepted queue=%s session_id=%s", name, lease.session_id)
