@@ -82,6 +82,8 @@ def translate(exc: BaseException, where: str) -> QueueError:
         return TimeoutError(
             f"{where}: no answer in time; the operation may have happened", outcome_unknown=True
         )
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        return ConfigurationError(f"{where}: {exc}")
     if isinstance(exc, asyncpg.PostgresError):
         code = getattr(exc, "sqlstate", "") or ""
         text = f"{where}: {exc.__class__.__name__}: {exc}"
@@ -327,13 +329,12 @@ async def drop_schema(config: PostgresConfig) -> None:
 
 
 def _public_location(dsn: str) -> str:
-    """The DSN without credentials (it names the store in receipts and logs)."""
+    """The DSN without credentials (it names the store in receipts and logs): its hosts
+    (several in a libpq multi-host DSN), ports and database."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(dsn)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{host}{port}{parts.path}"
+    return f"{parts.netloc.rpartition('@')[2].lower()}{parts.path}"
 
 
 class PostgresQueueClient(SqlQueueClient):
