@@ -62,6 +62,21 @@ def _describe(model: str, exc: pydantic.ValidationError) -> str:
     return f"invalid {model}: {problems}"
 
 
+def _plain_seconds(value: Any) -> Any:
+    """Seconds written as text (``"3"``, ``"2.5"``: how a URL gives them) as a number; other
+    text (ISO 8601 ``"PT3S"``, ``"HH:MM:SS"``) is left to pydantic, which reads it as before."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+#: A duration: a `timedelta`, or seconds as a number or as text (``3``, ``"2.5"``); ISO 8601
+#: (``"PT3S"``) and ``"[HH:]MM:SS"`` text too. NaN and infinity are refused.
+Seconds = Annotated[timedelta, pydantic.BeforeValidator(_plain_seconds)]
+
 #: What a port must be; a message never quotes the port it refuses (in a URL whose password
 #: holds an unencoded ``/``, what looks like the port is part of the password).
 _PORT_RULE = (
@@ -273,7 +288,7 @@ class SqliteConfig(_Model):
     table_prefix: str = Field(default="qr_", pattern=_SQL_NAME)
     synchronous: Literal["normal", "full"] = "normal"
     #: How long a transaction waits for another connection's write lock.
-    busy_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    busy_timeout: Seconds = Field(default=timedelta(seconds=10), gt=timedelta(0))
     #: Caps the file at this many pages (``PRAGMA max_page_count``); unset: no cap.
     max_page_count: int | None = Field(default=None, gt=0)
     max_message_size: int = Field(default=_MIB, gt=0, le=256 * _MIB)
@@ -289,7 +304,7 @@ class PostgresConfig(_Model):
     schema_name: str = Field(default="queue_runtime", pattern=_SQL_NAME)
     min_pool_size: int = Field(default=1, ge=0, le=100)
     max_pool_size: int = Field(default=10, ge=1, le=100)
-    connect_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    connect_timeout: Seconds = Field(default=timedelta(seconds=10), gt=timedelta(0))
     max_message_size: int = Field(default=_MIB, gt=0, le=256 * _MIB)
 
     @pydantic.field_validator("dsn")
@@ -318,7 +333,7 @@ class QueueConfig(_Model):
 
     provider: ProviderConfig = Field(default_factory=InMemoryConfig)
     #: How long a receive or ``accept_session`` waits when called with ``timeout=None``.
-    default_timeout: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
+    default_timeout: Seconds = Field(default=timedelta(seconds=30), ge=timedelta(0))
 
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> QueueConfig:

@@ -149,6 +149,8 @@ SB = "ns.servicebus.windows.net"
         f"postgresql://u:{SECRET}@h/db?target_session_attrs=bogus",
         f"postgresql://u:{SECRET}@h/db?port=99999",
         f"postgresql://u:{SECRET}@h/db?connect_timeout=abc",
+        f"postgresql://u:{SECRET}@h/db?connect_timeout=0",
+        f"postgresql://u:{SECRET}@h/db?connect_timeout=inf",
         f"postgres://u:{SECRET}@h/db?max_pool_size=abc",
         # sqs
         "sqs://[::1",
@@ -195,7 +197,7 @@ def test_a_malformed_url_is_one_typed_line_on_the_command_line() -> None:
         f"postgresql://u:{SECRET}@[::1]:5432/db",
         f"postgresql://u:{SECRET}@h1:5432,h2:5433/db?target_session_attrs=read-write",
         f"postgresql://u:{SECRET}@/db?host=/var/run/postgresql&port=5433",
-        f"postgres://u:{SECRET}@h/db?schema_name=jobs&connect_timeout=PT3S",
+        f"postgres://u:{SECRET}@h/db?schema_name=jobs&connect_timeout=3",
         f"sqs://?{KEYS}&endpoint_url=http://[::1]:4566",
         f"sqs://?{KEYS}&endpoint_url=https://sqs.eu-west-1.amazonaws.com",
         f"azure-servicebus://{SB}:5671",
@@ -223,9 +225,37 @@ def test_a_dsn_is_checked_when_the_config_is_made_directly() -> None:
     for dsn in (
         f"postgresql://u:{SECRET}@h:abc/db",
         f"mysql://u:{SECRET}@h/db",
-        f"postgresql://u:{SECRET}@h/db?connect_timeout=PT3S",  # a field of the config
+        f"postgresql://u:{SECRET}@h/db?connect_timeout=3",  # a field of the config
         f"postgresql://u:{SECRET}@h/db?novalue",
     ):
         with pytest.raises(qr.ConfigurationError) as caught:
             qr.PostgresConfig(dsn=dsn)
         assert SECRET not in str(caught.value)
+
+
+# -- timeouts: plain seconds everywhere, the older forms still read ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "field", "seconds"),
+    [
+        ("sqlite:///q.db?busy_timeout=5", "busy_timeout", 5),
+        ("sqlite:///q.db?busy_timeout=0.25", "busy_timeout", 0.25),
+        ("sqlite:///q.db?busy_timeout=PT5S", "busy_timeout", 5),  # ISO 8601, as before
+        ("sqlite:///q.db?busy_timeout=00:00:05", "busy_timeout", 5),  # [HH:]MM:SS, as before
+        ("postgresql://h/db?connect_timeout=3", "connect_timeout", 3),
+        ("postgresql://h/db?connect_timeout=PT3S", "connect_timeout", 3),
+        ("postgresql://h/db?connect_timeout=00:01:00", "connect_timeout", 60),
+        ("sqs://?connect_timeout=3", "connect_timeout", 3),
+        ("sqs://?read_timeout=4.5", "read_timeout", 4.5),
+    ],
+)
+def test_url_timeouts_take_plain_seconds(url: str, field: str, seconds: float) -> None:
+    value = getattr(qr.QueueConfig.from_url(url).provider, field)
+    assert (value.total_seconds() if isinstance(value, timedelta) else value) == seconds
+
+
+def test_the_default_timeout_takes_plain_seconds_too() -> None:
+    assert qr.QueueConfig.from_url("memory://", default_timeout="2.5").default_timeout == (
+        timedelta(seconds=2.5)
+    )
