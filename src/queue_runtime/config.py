@@ -304,7 +304,12 @@ class PostgresConfig(_Model):
     schema_name: str = Field(default="queue_runtime", pattern=_SQL_NAME)
     min_pool_size: int = Field(default=1, ge=0, le=100)
     max_pool_size: int = Field(default=10, ge=1, le=100)
+    #: Longest wait to open a connection (TCP, TLS, login).
     connect_timeout: Seconds = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    #: Longest wait for the answer to one statement (a send's statement gets a second more
+    #: per MiB it writes); past it the connection is closed and the call raises `TimeoutError`.
+    #: A receive's or accept's own ``timeout`` is waited for between statements, not cut by it.
+    command_timeout: Seconds = Field(default=timedelta(seconds=15), gt=timedelta(0))
     max_message_size: int = Field(default=_MIB, gt=0, le=256 * _MIB)
 
     @pydantic.field_validator("dsn")

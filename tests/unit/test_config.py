@@ -151,6 +151,8 @@ SB = "ns.servicebus.windows.net"
         f"postgresql://u:{SECRET}@h/db?connect_timeout=abc",
         f"postgresql://u:{SECRET}@h/db?connect_timeout=0",
         f"postgresql://u:{SECRET}@h/db?connect_timeout=inf",
+        f"postgresql://u:{SECRET}@h/db?command_timeout=0",
+        f"postgresql://u:{SECRET}@h/db?command_timeout=nan",
         f"postgres://u:{SECRET}@h/db?max_pool_size=abc",
         # sqs
         "sqs://[::1",
@@ -198,6 +200,7 @@ def test_a_malformed_url_is_one_typed_line_on_the_command_line() -> None:
         f"postgresql://u:{SECRET}@h1:5432,h2:5433/db?target_session_attrs=read-write",
         f"postgresql://u:{SECRET}@/db?host=/var/run/postgresql&port=5433",
         f"postgres://u:{SECRET}@h/db?schema_name=jobs&connect_timeout=3",
+        f"postgres://u:{SECRET}@h/db?command_timeout=2&connect_timeout=3",
         f"sqs://?{KEYS}&endpoint_url=http://[::1]:4566",
         f"sqs://?{KEYS}&endpoint_url=https://sqs.eu-west-1.amazonaws.com",
         f"azure-servicebus://{SB}:5671",
@@ -246,6 +249,8 @@ def test_a_dsn_is_checked_when_the_config_is_made_directly() -> None:
         ("postgresql://h/db?connect_timeout=3", "connect_timeout", 3),
         ("postgresql://h/db?connect_timeout=PT3S", "connect_timeout", 3),
         ("postgresql://h/db?connect_timeout=00:01:00", "connect_timeout", 60),
+        ("postgresql://h/db?command_timeout=2.5", "command_timeout", 2.5),
+        ("postgresql://h/db?command_timeout=00:01:00", "command_timeout", 60),
         ("sqs://?connect_timeout=3", "connect_timeout", 3),
         ("sqs://?read_timeout=4.5", "read_timeout", 4.5),
     ],
@@ -255,7 +260,13 @@ def test_url_timeouts_take_plain_seconds(url: str, field: str, seconds: float) -
     assert (value.total_seconds() if isinstance(value, timedelta) else value) == seconds
 
 
-def test_the_default_timeout_takes_plain_seconds_too() -> None:
+def test_timeout_defaults_and_the_default_timeout_in_seconds() -> None:
+    postgres = qr.PostgresConfig(dsn="postgresql://h/db")
+    assert postgres.connect_timeout == timedelta(seconds=10)
+    assert postgres.command_timeout == timedelta(seconds=15)
     assert qr.QueueConfig.from_url("memory://", default_timeout="2.5").default_timeout == (
         timedelta(seconds=2.5)
+    )
+    assert qr.PostgresConfig(dsn="postgresql://h/db", command_timeout=1).command_timeout == (
+        timedelta(seconds=1)
     )
