@@ -3,7 +3,8 @@ partition, made by a loopback proxy that can freeze): every call fails typed in 
 the client works again once the network does, and a receive's own wait is not cut short.
 
 Bounds come from the URL (``command_timeout=2&connect_timeout=2``); the tests assert only
-upper bounds, with a wide margin for a loaded machine.
+upper bounds, with a wide margin for a loaded machine. What a test needs in place beforehand
+is made by a client that does not go through the proxy (and has the default bounds).
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def through(proxy: FreezableProxy, schema: str, query: str = "") -> str:
     return schema_url(proxy.url(postgres_url()), schema, f"{BOUNDS}&{query}" if query else BOUNDS)
 
 
+def direct(schema: str) -> qr.QueueClient:
+    """A client of ``schema`` that does not go through the proxy."""
+    return qr.create_client(schema_url(postgres_url(), schema))
+
+
 async def timed(call: Awaitable[Any]) -> tuple[BaseException | None, float]:
     """What ``call`` raised (None if nothing) and how long it took; a hang fails the test."""
     start = monotonic()
@@ -48,15 +54,17 @@ async def timed(call: Awaitable[Any]) -> tuple[BaseException | None, float]:
 async def test_every_call_on_a_silent_server_fails_typed_in_bounded_time_and_recovers(
     proxy: FreezableProxy, pg_schema: str
 ) -> None:
+    async with direct(pg_schema) as setup:
+        for queue in ("q", "after"):
+            await setup.create_queue(queue)
+        await setup.create_queue("s", requires_session=True)
+        await setup.send_message("q", qr.Message(b"held"))
+        await setup.send_message("s", qr.Message(b"in a session", session_id="a"))
     # two live connections in each pool, so each call below meets a silent statement
     client = qr.create_client(through(proxy, pg_schema, "min_pool_size=2&max_pool_size=2"))
     async with client:
-        await client.create_queue("q")
-        await client.create_queue("s", requires_session=True)
-        await client.send_message("q", qr.Message(b"held"))
         held = await client.receive_message("q", timeout=0)
         assert held is not None
-        await client.send_message("s", qr.Message(b"in a session", session_id="a"))
 
         proxy.freeze()
         calls: dict[str, Callable[[], Awaitable[Any]]] = {
@@ -81,7 +89,6 @@ async def test_every_call_on_a_silent_server_fails_typed_in_bounded_time_and_rec
         accepted = proxy.accepted
         proxy.thaw()
         # the same client, not reopened: new connections replace the closed ones
-        await client.create_queue("after")
         await client.send_message("after", qr.Message(b"after the partition"))
         got = await client.receive_message("after", timeout=5)
         assert got is not None and got.body == b"after the partition"
@@ -99,8 +106,9 @@ async def test_a_transaction_on_a_silent_server_is_a_typed_error_and_all_or_noth
 ) -> None:
     """A batch is a transaction of several statements: its BEGIN meets the silence, the call
     fails typed, and after the partition the batch is stored whole or not at all."""
+    async with direct(pg_schema) as setup:
+        await setup.create_queue("q")
     async with qr.create_client(through(proxy, pg_schema)) as client:
-        await client.create_queue("q")
         proxy.freeze()
         batch = [qr.Message(b"%d" % n) for n in range(3)]
         error, elapsed = await timed(client.send_messages("q", batch))
@@ -119,11 +127,10 @@ async def test_a_transaction_cut_off_mid_way_is_ended_by_the_server(
     typed, and the server ends the transaction its client gave up on by itself once it idles
     as long as a statement may take, rather than holding it (and any rows it locked) until
     the network comes back; nothing of the batch is stored."""
-    async with (
-        qr.create_client(through(proxy, pg_schema)) as client,
-        qr.create_client(schema_url(postgres_url(), pg_schema)) as other,
-    ):
-        await client.create_queue("q")
+    async with direct(pg_schema) as other:
+        await other.create_queue("q")
+        client = qr.create_client(through(proxy, pg_schema))
+        await client.open()
         proxy.freeze_after(b"BEGIN")
         batch = [qr.Message(b"%d" % n) for n in range(3)]
         error, elapsed = await timed(client.send_messages("q", batch))
@@ -144,6 +151,7 @@ async def test_a_transaction_cut_off_mid_way_is_ended_by_the_server(
         assert await other.peek_messages("q") == []
         proxy.thaw()
         assert await client.peek_messages("q") == []
+        await client.aclose()
 
 
 async def test_connecting_through_a_silent_network_fails_typed_within_connect_timeout(
@@ -158,19 +166,18 @@ async def test_connecting_through_a_silent_network_fails_typed_within_connect_ti
     await client.aclose()
     proxy.thaw()
     async with qr.create_client(through(proxy, pg_schema)) as client:
-        await client.create_queue("q")
+        await client.create_queue("q")  # the same settings, through the same proxy, now work
 
 
 async def test_a_waiting_receive_outlasts_the_statement_timeout(
     proxy: FreezableProxy, pg_schema: str
 ) -> None:
     """The statement timeout bounds each statement, not a receive's own wait between them."""
-    url = through(proxy, pg_schema).replace("command_timeout=2", "command_timeout=0.5")
-    async with qr.create_client(url) as client, qr.create_client(url) as other:
-        await client.create_queue("q")
-        assert await client.receive_message("q", timeout=1.5) is None  # no error: just nothing
-        waiting = asyncio.create_task(client.receive_message("q", timeout=10))
-        await asyncio.sleep(1.5)  # three statement timeouts into the wait
+    async with direct(pg_schema) as other, qr.create_client(through(proxy, pg_schema)) as client:
+        await other.create_queue("q")
+        assert await client.receive_message("q", timeout=3) is None  # no error: just nothing
+        waiting = asyncio.create_task(client.receive_message("q", timeout=WITHIN))
+        await asyncio.sleep(5)  # well past a statement timeout into the wait
         await other.send_message("q", qr.Message(b"late"))
         got = await asyncio.wait_for(waiting, WITHIN)
         assert got is not None and got.body == b"late"
@@ -179,7 +186,6 @@ async def test_a_waiting_receive_outlasts_the_statement_timeout(
 async def test_close_on_a_silent_server_is_bounded(proxy: FreezableProxy, pg_schema: str) -> None:
     client = qr.create_client(through(proxy, pg_schema))
     await client.open()
-    await client.create_queue("q")
     proxy.freeze()
     error, elapsed = await timed(client.aclose())
     assert error is None and elapsed < WITHIN
