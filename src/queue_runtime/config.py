@@ -6,10 +6,11 @@ Secrets are `SecretStr` and never appear in reprs, logs or error messages.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -54,9 +55,102 @@ class _Model(BaseModel):
 def _describe(model: str, exc: pydantic.ValidationError) -> str:
     # input values are left out on purpose: they may be secrets
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or model}: {err['msg']}" for err in exc.errors()
+        f"{'.'.join(str(p) for p in err['loc']) or model}: "
+        f"{err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
     )
     return f"invalid {model}: {problems}"
+
+
+def _plain_seconds(value: Any) -> Any:
+    """Seconds written as text (``"3"``, ``"2.5"``: how a URL gives them) as a number; other
+    text (ISO 8601 ``"PT3S"``, ``"HH:MM:SS"``) is left to pydantic, which reads it as before."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+#: A duration: a `timedelta`, or seconds as a number or as text (``3``, ``"2.5"``); ISO 8601
+#: (``"PT3S"``) and ``"[HH:]MM:SS"`` text too. NaN and infinity are refused.
+Seconds = Annotated[timedelta, pydantic.BeforeValidator(_plain_seconds)]
+
+#: What a port must be; a message never quotes the port it refuses (in a URL whose password
+#: holds an unencoded ``/``, what looks like the port is part of the password).
+_PORT_RULE = (
+    "a port must be a number from 1 to 65535 (percent-encode a '/', '@', ':' or '#' "
+    "in a user name or password)"
+)
+
+
+def _host_problem(netloc: str, *, several: bool = False) -> str | None:
+    """Why the host part of a URL (after any ``user:password@``) is not ``host[:port]``
+    (an IPv6 address in brackets; comma-separated hosts when ``several``), or None.
+
+    The reason never quotes the URL: it may carry a password.
+    """
+    hosts = netloc.rpartition("@")[2]
+    for host in hosts.split(",") if several else [hosts]:
+        if host.startswith("["):
+            name, closed, rest = host[1:].partition("]")
+            if not closed:
+                return "an IPv6 address in it lacks its closing ']'"
+            try:
+                ipaddress.IPv6Address(name.partition("%")[0])
+            except ValueError:
+                return "what is between '[' and ']' is not an IPv6 address"
+            if rest and not rest.startswith(":"):
+                return "only ':port' may follow an IPv6 address's ']'"
+            port: str | None = rest[1:] if rest else None
+        else:
+            if "[" in host or "]" in host:
+                return "it has a ']' without its '['"
+            _, colon, port = host.partition(":")
+            if not colon:
+                port = None
+        if port is not None and not _valid_port(port):
+            return _PORT_RULE
+    return None
+
+
+def _valid_port(port: str) -> bool:
+    return port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_SESSION_ATTRS = ("any", "primary", "standby", "read-write", "read-only", "prefer-standby")
+
+
+def _dsn_problem(dsn: str) -> str | None:
+    """Why ``dsn`` is not a PostgreSQL URL the driver can use, or None; checked here so that
+    a typo is a `ConfigurationError` at once, not an error at ``open()`` that reads like a
+    network fault. The reason never quotes the DSN."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "its host part cannot be read (is an IPv6 address's '[' or ']' missing?)"
+    if parts.scheme.lower() not in {"postgresql", "postgres"}:
+        return "it must start with postgresql:// or postgres://"
+    problem = _host_problem(parts.netloc, several=True)
+    if problem is not None:
+        return problem
+    try:
+        query = dict(parse_qsl(parts.query, strict_parsing=True)) if parts.query else {}
+    except ValueError:
+        return "each query parameter needs a name and '='"
+    ports = query.get("port")
+    if ports is not None and not all(_valid_port(p) for p in ports.split(",")):
+        return _PORT_RULE
+    if query.get("sslmode", "prefer") not in _SSLMODES:
+        return f"sslmode must be one of {', '.join(_SSLMODES)}"
+    if query.get("target_session_attrs", "any") not in _SESSION_ATTRS:
+        return f"target_session_attrs must be one of {', '.join(_SESSION_ATTRS)}"
+    ours = sorted(_PostgresOptions & set(query))
+    if ours:
+        return f"{', '.join(ours)} is a field of PostgresConfig, not a DSN parameter"
+    return None
 
 
 class InMemoryConfig(_Model):
@@ -89,6 +183,26 @@ class AwsSqsConfig(_Model):
     read_timeout: float = Field(default=10.0, gt=0, le=300)
     #: Attempts per call, the first included (botocore's standard retry mode).
     max_attempts: int = Field(default=3, ge=1, le=10)
+
+    @pydantic.field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        problem = (
+            "it is not a URL"
+            if parts is None
+            else "it needs http:// or https:// and a host"
+            if parts.scheme.lower() not in {"http", "https"} or not parts.netloc
+            else _host_problem(parts.netloc)
+        )
+        if problem is not None:
+            raise ValueError(f"endpoint_url must be http(s)://host[:port]: {problem}")
+        return url
 
     @pydantic.model_validator(mode="after")
     def _keys_together(self) -> Self:
@@ -174,7 +288,7 @@ class SqliteConfig(_Model):
     table_prefix: str = Field(default="qr_", pattern=_SQL_NAME)
     synchronous: Literal["normal", "full"] = "normal"
     #: How long a transaction waits for another connection's write lock.
-    busy_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    busy_timeout: Seconds = Field(default=timedelta(seconds=10), gt=timedelta(0))
     #: Caps the file at this many pages (``PRAGMA max_page_count``); unset: no cap.
     max_page_count: int | None = Field(default=None, gt=0)
     max_message_size: int = Field(default=_MIB, gt=0, le=256 * _MIB)
@@ -190,8 +304,21 @@ class PostgresConfig(_Model):
     schema_name: str = Field(default="queue_runtime", pattern=_SQL_NAME)
     min_pool_size: int = Field(default=1, ge=0, le=100)
     max_pool_size: int = Field(default=10, ge=1, le=100)
-    connect_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    #: Longest wait to open a connection (TCP, TLS, login).
+    connect_timeout: Seconds = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    #: Longest wait for the answer to one statement (a send's statement gets a second more
+    #: per MiB it writes); past it the connection is closed and the call raises `TimeoutError`.
+    #: A receive's or accept's own ``timeout`` is waited for between statements, not cut by it.
+    command_timeout: Seconds = Field(default=timedelta(seconds=15), gt=timedelta(0))
     max_message_size: int = Field(default=_MIB, gt=0, le=256 * _MIB)
+
+    @pydantic.field_validator("dsn")
+    @classmethod
+    def _dsn(cls, dsn: SecretStr) -> SecretStr:
+        problem = _dsn_problem(dsn.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"the DSN is not a postgresql:// URL the driver can use: {problem}")
+        return dsn
 
     @pydantic.model_validator(mode="after")
     def _pool_sizes(self) -> Self:
@@ -211,7 +338,7 @@ class QueueConfig(_Model):
 
     provider: ProviderConfig = Field(default_factory=InMemoryConfig)
     #: How long a receive or ``accept_session`` waits when called with ``timeout=None``.
-    default_timeout: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
+    default_timeout: Seconds = Field(default=timedelta(seconds=30), ge=timedelta(0))
 
     @classmethod
     def from_url(cls, url: str, **settings: Any) -> QueueConfig:
@@ -245,7 +372,13 @@ def _provider_from_url(
         raise ConfigurationError(
             f"expected a URL string or a QueueConfig, not {type(url).__name__}"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # its message may quote the URL, password and all
+        raise ConfigurationError(
+            f"malformed {_scheme_of(url)} URL: its host part cannot be read "
+            "(is an IPv6 address's '[' or ']' missing?)"
+        ) from None
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     query: dict[str, Any] = dict(pairs)
     if len(query) != len(pairs):
@@ -262,6 +395,15 @@ def _provider_from_url(
         return AwsSqsConfig.model_validate(query)
     if scheme == "azure-servicebus":
         if parts.netloc:
+            problem = (
+                "it takes no user or password (give credentials through the configuration)"
+                if "@" in parts.netloc
+                else _host_problem(parts.netloc)
+            )
+            if problem is not None:
+                raise ConfigurationError(
+                    f"azure-servicebus://<namespace>[:port] URL is malformed: {problem}"
+                )
             return AzureServiceBusConfig.model_validate(
                 {"namespace": parts.netloc, "auth": "default", **query}
             )
@@ -280,11 +422,8 @@ def _provider_from_url(
         return SqliteConfig.model_validate({"path": path, **query})
     if scheme in {"postgresql", "postgres"}:
         ours = {key: value for key, value in query.items() if key in _PostgresOptions}
-        rest = "&".join(
-            f"{key}={value}"
-            for key, value in parse_qsl(parts.query, keep_blank_values=True)
-            if key not in _PostgresOptions
-        )
+        # the driver's parameters, encoded again (a decoded '&' or '=' would split them)
+        rest = urlencode([(key, value) for key, value in pairs if key not in _PostgresOptions])
         dsn = parts._replace(scheme="postgresql", query=rest).geturl()
         return PostgresConfig.model_validate({"dsn": dsn, **ours})
     shown = f"{parts.scheme}://" if parts.scheme else "(no scheme)"
@@ -292,3 +431,9 @@ def _provider_from_url(
         f"unknown queue URL scheme {shown}: use memory://, sqs://, azure-servicebus://, "
         "sqlite:// or postgresql://"
     )
+
+
+def _scheme_of(url: str) -> str:
+    """``scheme://`` of a URL too malformed to split, for messages (never more of it)."""
+    scheme, sep, _ = url.partition("://")
+    return f"{scheme}://" if sep and scheme.replace("-", "").isalnum() else "queue"

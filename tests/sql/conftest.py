@@ -1,6 +1,7 @@
 """Fixtures of the SQL adapters' own tests: a SQLite file per test, a PostgreSQL schema per test
-on the machine's server (``QUEUE_RUNTIME_TEST_POSTGRES_URL`` overrides it), and clients of both
-run through one ``sql_client`` fixture parametrized by dialect."""
+on the machine's server (``QUEUE_RUNTIME_TEST_POSTGRES_URL`` overrides it), clients of both
+run through one ``sql_client`` fixture parametrized by dialect, and a proxy to the server that
+can go silent."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from frozen_proxy import FreezableProxy
 from sql_helpers import postgres_url
 
 import queue_runtime as qr
@@ -24,11 +26,24 @@ def sqlite_config(tmp_path: Path) -> qr.SqliteConfig:
 
 
 @pytest.fixture
-def postgres_config() -> Iterator[qr.PostgresConfig]:
+def pg_schema() -> Iterator[str]:
+    """The name of a PostgreSQL schema of the test's own, dropped after the test."""
+    name = f"qr_test_{secrets.token_hex(4)}"
+    yield name
+    asyncio.run(drop_schema(qr.PostgresConfig(dsn=postgres_url(), schema_name=name)))
+
+
+@pytest.fixture
+def postgres_config(pg_schema: str) -> qr.PostgresConfig:
     """A schema of its own, dropped after the test."""
-    config = qr.PostgresConfig(dsn=postgres_url(), schema_name=f"qr_test_{secrets.token_hex(4)}")
-    yield config
-    asyncio.run(drop_schema(config))
+    return qr.PostgresConfig(dsn=postgres_url(), schema_name=pg_schema)
+
+
+@pytest_asyncio.fixture
+async def proxy() -> AsyncIterator[FreezableProxy]:
+    """A proxy to the tests' PostgreSQL server that can freeze (a silent partition)."""
+    async with FreezableProxy.to(postgres_url()) as proxy:
+        yield proxy
 
 
 #: dialect -> (config fixture, client class)

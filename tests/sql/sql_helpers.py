@@ -19,5 +19,11 @@ def store_url(config: qr.SqliteConfig | qr.PostgresConfig) -> str:
     """The URL a worker process opens to reach the test's store."""
     if isinstance(config, qr.SqliteConfig):
         return f"sqlite://{config.path}"
-    dsn = config.dsn.get_secret_value()
-    return f"{dsn}{'&' if '?' in dsn else '?'}schema_name={config.schema_name}"
+    return schema_url(config.dsn.get_secret_value(), config.schema_name)
+
+
+def schema_url(url: str, schema: str, query: str = "") -> str:
+    """A ``postgresql://`` URL of the adapter's tables in ``schema``, with more ``query``
+    parameters (``"a=1&b=2"``) if given."""
+    more = f"&{query}" if query else ""
+    return f"{url}{'&' if '?' in url else '?'}schema_name={schema}{more}"

@@ -6,6 +6,10 @@ A commit that makes messages available sends ``NOTIFY`` on the schema's channel;
 listens on one extra connection and wakes its waiters, so waiting needs no busy polling (a slow
 poll still covers what no one announces: locks and schedules falling due). The adapter's tables
 live in their own schema (``queue_runtime`` unless configured).
+
+No wait is unbounded: a connection opens within ``connect_timeout``, a statement answers
+within ``command_timeout`` (or its connection is closed, never pooled again, and the call
+raises `TimeoutError`), and a free pooled connection is found within the sum of the two.
 """
 
 from __future__ import annotations
@@ -62,6 +66,12 @@ def _asyncpg() -> Any:
     return asyncpg
 
 
+#: Longest wait for one statement of a migration: indexing a big queue takes a while.
+MIGRATION_TIMEOUT: Final = 600.0
+#: A statement gets this many seconds per byte it writes on top of ``command_timeout``
+#: (a second a MiB): a batch of big messages over a slow link is not cut short.
+_SECONDS_PER_BYTE: Final = 1.0 / (1024 * 1024)
+
 # -- errors ------------------------------------------------------------------------------------
 
 _AUTH: Final = ("28000", "28P01")  # invalid authorization, invalid password
@@ -70,18 +80,28 @@ _RETRY: Final = ("40001", "40P01", "55P03", "57014")  # serialization, deadlock,
 _BAD_DATA: Final = ("22021", "22P05", "54000")  # bad encoding, untranslatable, too large
 
 
-def translate(exc: BaseException, where: str) -> QueueError:
-    """An asyncpg or socket error as an error of our tree; the transaction was rolled back
-    (or, for a lost connection, its outcome is unknown: said so in the message)."""
+#: What an operation whose outcome is unknown may have left behind, by label.
+_MAY_HAVE: Final = {
+    "receive": "it may have locked messages, delivered again when their lock lapses",
+    "session receive": "it may have locked messages, delivered again when their lock lapses",
+    "accept_session": "it may have leased a session, offered again when its lease lapses",
+}
+
+
+def translate(exc: BaseException, where: str, label: str = "") -> QueueError:
+    """An asyncpg or socket error raised while a statement ran as an error of our tree; the
+    transaction was rolled back (or, for a lost connection or a timeout, its outcome is
+    unknown: said so, with what ``label``'s operation may have left behind)."""
     asyncpg = _asyncpg()
     if isinstance(exc, QueueError):
         return exc
+    may_have = _MAY_HAVE.get(label, "the operation may have happened")
     if isinstance(exc, UnicodeError):
         return ValidationError(f"{where}: text the database cannot store ({exc})")
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return TimeoutError(
-            f"{where}: no answer in time; the operation may have happened", outcome_unknown=True
-        )
+    if isinstance(exc, asyncio.TimeoutError):
+        return TimeoutError(f"{where}: no answer in time; {may_have}", outcome_unknown=True)
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        return ConfigurationError(f"{where}: {exc}")
     if isinstance(exc, asyncpg.PostgresError):
         code = getattr(exc, "sqlstate", "") or ""
         text = f"{where}: {exc.__class__.__name__}: {exc}"
@@ -94,13 +114,29 @@ def translate(exc: BaseException, where: str) -> QueueError:
         if code in _BAD_DATA:
             return ValidationError(text)
         if code.startswith(("08", "57P")):
-            return ConnectionError(f"{text}; the operation may have happened", outcome_unknown=True)
+            return ConnectionError(f"{text}; {may_have}", outcome_unknown=True)
         return ProviderError(text, retryable=code in _RETRY)
     if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError | OSError):
-        return ConnectionError(
-            f"{where}: {exc}; the operation may have happened", outcome_unknown=True
-        )
+        return ConnectionError(f"{where}: {exc}; {may_have}", outcome_unknown=True)
     return ProviderError(f"{where}: {exc.__class__.__name__}: {exc}")
+
+
+def unreachable(exc: BaseException, where: str, waited: float) -> QueueError:
+    """A failure to get a connection (within ``waited`` seconds) as an error of our tree:
+    nothing was sent, so its outcome is known."""
+    asyncpg = _asyncpg()
+    if isinstance(exc, asyncio.TimeoutError):
+        return TimeoutError(
+            f"{where}: no connection within {waited:g} s (the database does not answer, or "
+            "every pooled connection stayed busy); nothing was sent"
+        )
+    if isinstance(exc, ValueError | OverflowError):  # the driver's reading of the DSN
+        return ConfigurationError(f"{where}: the DSN's settings are not usable")
+    if isinstance(exc, OSError | asyncpg.InterfaceError) and not isinstance(
+        exc, asyncpg.ClientConfigurationError
+    ):
+        return ConnectionError(f"{where}: {exc}; nothing was sent")
+    return translate(exc, where)
 
 
 async def _keep_session(connection: Any) -> None:
@@ -108,15 +144,17 @@ async def _keep_session(connection: Any) -> None:
     (no SET, LISTEN or advisory locks outside a transaction) and end their transactions."""
 
 
-def _broken(exc: BaseException) -> bool:
-    """Whether ``exc`` leaves its connection unusable (lost, or in a state asyncpg gave up on)."""
+def _sound(exc: BaseException) -> bool:
+    """Whether the connection that raised ``exc`` is in a known state: our rules refused, or
+    the server answered with an error. After anything else (a timeout, a cancellation, a lost
+    connection) it is closed, never pooled again: a late answer or a pending cancel request
+    would meet the next operation."""
+    if isinstance(exc, QueueError):
+        return True
     asyncpg = _asyncpg()
-    return isinstance(
-        exc,
-        asyncpg.InterfaceError
-        | asyncpg.exceptions.InternalClientError
-        | asyncpg.PostgresConnectionError
-        | OSError,
+    return isinstance(exc, asyncpg.PostgresError) and not (
+        isinstance(exc, asyncpg.PostgresConnectionError)
+        or (getattr(exc, "sqlstate", "") or "").startswith(("08", "57P"))
     )
 
 
@@ -133,6 +171,11 @@ class PostgresDatabase(Database):
     def __init__(self, config: PostgresConfig) -> None:
         self._config = config
         self._dsn = config.dsn.get_secret_value()
+        self._connect_timeout = config.connect_timeout.total_seconds()
+        self._command_timeout = config.command_timeout.total_seconds()
+        #: A connection held by a stuck statement is closed within command_timeout, and a
+        #: new one opens within connect_timeout.
+        self._acquire_timeout = self._command_timeout + self._connect_timeout
         schema = config.schema_name
         self._schema = schema
         self._dialect = postgres_dialect(schema)
@@ -153,8 +196,14 @@ class PostgresDatabase(Database):
     async def open(self, on_wake: WakeListener) -> None:
         try:
             self._pool = await self._create_pool({})
-            async with self._pool.acquire() as connection:
+            connection = await self._acquire(self._pool, self._where)
+            try:
                 await self._migrate(connection)
+            except BaseException as exc:
+                _drop_unsound(connection, exc)
+                raise
+            finally:
+                await self._release(self._pool, connection)
             self._relaxed = await self._create_pool({"synchronous_commit": "off"})
             self._on_wake = on_wake
             await self._listen()
@@ -168,12 +217,20 @@ class PostgresDatabase(Database):
     async def _listen(self) -> None:
         """Open the listening connection; when the server drops it, `_relisten` replaces it
         (meanwhile waiters see others' commits by their pause)."""
-        listener = await _asyncpg().connect(
-            self._dsn,
-            timeout=self._config.connect_timeout.total_seconds(),
-            server_settings={"application_name": self._application},
-        )
-        await listener.add_listener(self._channel, self._heard)
+        try:
+            listener = await _asyncpg().connect(
+                self._dsn,
+                timeout=self._connect_timeout,
+                command_timeout=self._command_timeout,
+                server_settings={"application_name": self._application},
+            )
+        except Exception as exc:
+            raise unreachable(exc, self._where, self._connect_timeout) from exc
+        try:
+            await listener.add_listener(self._channel, self._heard)
+        except BaseException:
+            listener.terminate()
+            raise
         listener.add_termination_listener(self._lost_listener)
         self._listener = listener
 
@@ -196,15 +253,42 @@ class PostgresDatabase(Database):
                 self._on_wake("")  # commits may have been missed: every waiter looks again
 
     async def _create_pool(self, settings: dict[str, str]) -> Any:
-        return await _asyncpg().create_pool(
-            self._dsn,
-            min_size=self._config.min_pool_size,
-            max_size=self._config.max_pool_size,
-            timeout=self._config.connect_timeout.total_seconds(),
-            command_timeout=None,
-            reset=_keep_session,
-            server_settings={"application_name": self._application, **settings},
-        )
+        """A pool whose connections open within connect_timeout and whose statements (BEGIN,
+        COMMIT and the driver's own included) answer within command_timeout. The server ends a
+        transaction left idle as long (its client gave up on it, perhaps behind a partition),
+        so it does not keep the rows it locked from other clients."""
+        idle_ms = max(1, round(self._command_timeout * 1000))
+        try:
+            return await _asyncpg().create_pool(
+                self._dsn,
+                min_size=self._config.min_pool_size,
+                max_size=self._config.max_pool_size,
+                timeout=self._connect_timeout,
+                command_timeout=self._command_timeout,
+                reset=_keep_session,
+                server_settings={
+                    "application_name": self._application,
+                    "idle_in_transaction_session_timeout": str(idle_ms),
+                    **settings,
+                },
+            )
+        except Exception as exc:
+            raise unreachable(exc, self._where, self._connect_timeout) from exc
+
+    async def _acquire(self, pool: Any, where: str) -> Any:
+        """A pooled connection, or `TimeoutError`/`ConnectionError` saying nothing was sent."""
+        try:
+            return await pool.acquire(timeout=self._acquire_timeout)
+        except Exception as exc:
+            raise unreachable(exc, where, self._acquire_timeout) from exc
+
+    async def _release(self, pool: Any, connection: Any) -> None:
+        """Give ``connection`` back (nothing to do if it was closed); a failure to reset it
+        closes it, which the operation that used it need not hear about."""
+        try:
+            await pool.release(connection)
+        except Exception as exc:
+            log.debug("%s: a connection was closed instead of pooled again: %s", self._where, exc)
 
     def _heard(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         if self._on_wake is not None:
@@ -212,15 +296,17 @@ class PostgresDatabase(Database):
 
     async def _migrate(self, connection: Any) -> None:
         create, read = version_statements(self._dialect)
+        wait = MIGRATION_TIMEOUT
         async with connection.transaction():
             # one migrator at a time per schema, whichever process gets there first
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._schema)
-            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
-            await connection.execute(create)
-            found = await connection.fetchval(read)
+            lock = "SELECT pg_advisory_xact_lock(hashtext($1))"
+            await connection.execute(lock, self._schema, timeout=wait)
+            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"', timeout=wait)
+            await connection.execute(create, timeout=wait)
+            found = await connection.fetchval(read, timeout=wait)
             plan = migration_plan(self._dialect, found, self._where)
             for sql in plan:
-                await connection.execute(sql)
+                await connection.execute(sql, timeout=wait)
         if plan:
             log.debug("migrated %s (%d statements)", self._where, len(plan))
 
@@ -234,13 +320,13 @@ class PostgresDatabase(Database):
         self._pool = self._relaxed = None
         if listener is not None:
             try:
-                await listener.close(timeout=5)
+                await listener.close(timeout=self._command_timeout)
             except Exception:  # the connection is going away either way
                 listener.terminate()
         for pool in pools:
             if pool is not None:
-                try:
-                    await pool.close()
+                try:  # waits for connections in use, then says goodbye on each
+                    await asyncio.wait_for(pool.close(), self._command_timeout)
                 except Exception:
                     pool.terminate()
 
@@ -253,36 +339,58 @@ class PostgresDatabase(Database):
         except StopIteration as stop:  # an op without statements
             result: T = stop.value
             return result
+        where = f"{self._where} ({label})"
+        connection = await self._acquire(pool, where)
+        timeout = self._command_timeout + size * _SECONDS_PER_BYTE
         try:
-            async with pool.acquire() as connection:
-                try:
-                    if alone(step):
-                        # the op's only statement: its own transaction, one round trip
-                        return await self._alone(connection, op, step)
-                    async with connection.transaction():
-                        return await self._drive(connection, op, step)
-                except QueueError:
-                    raise
-                except Exception as exc:
-                    if _broken(exc):  # the pool must not hand this connection out again
-                        connection.terminate()
-                    raise
-        except QueueError:
-            raise
-        except Exception as exc:
-            raise translate(exc, f"{self._where} ({label})") from exc
+            if alone(step):
+                # the op's only statement: its own transaction, one round trip
+                return await self._alone(connection, op, step, timeout)
+            return await self._transaction(connection, op, step, timeout)
+        except BaseException as exc:
+            _drop_unsound(connection, exc)
+            if isinstance(exc, QueueError) or not isinstance(exc, Exception):
+                raise
+            raise translate(exc, where, label) from exc
+        finally:
+            await self._release(pool, connection)
 
-    async def _drive(self, connection: Any, op: Op[T], step: Step) -> T:
+    async def _transaction(self, connection: Any, op: Op[T], step: Step, timeout: float) -> T:
+        """Run ``op`` from ``step`` in a transaction: committed if the op returns, rolled back
+        if our rules or the server refused it. After any other failure the caller closes the
+        connection, and the server rolls back what it holds (no ROLLBACK to wait for); this
+        closes it only where the caller would not (see `_sound`)."""
+        transaction = connection.transaction()
+        try:
+            await transaction.start()
+        except BaseException as exc:  # a connection whose BEGIN failed is not trusted again
+            if _sound(exc):  # (else the caller closes it)
+                connection.terminate()
+            raise
+        try:
+            result = await self._drive(connection, op, step, timeout)
+        except BaseException as exc:
+            if _sound(exc):
+                try:
+                    await transaction.rollback()
+                except Exception:  # the server rolls back when the connection goes
+                    connection.terminate()
+            raise
+        await transaction.commit()
+        return result
+
+    async def _drive(self, connection: Any, op: Op[T], step: Step, timeout: float) -> T:
         """Run ``op`` from its first ``step`` on; its wake-ups are notified in its
         transaction, so they are delivered only if it commits."""
         wakes: list[str] = []
         while True:
             if type(step) is Query:
-                value: Any = await connection.fetch(step.sql, *step.params)
+                value: Any = await connection.fetch(step.sql, *step.params, timeout=timeout)
             elif type(step) is Execute:
-                value = _rowcount(await connection.execute(step.sql, *step.params))
+                status = await connection.execute(step.sql, *step.params, timeout=timeout)
+                value = _rowcount(status)
             elif type(step) is ExecuteMany:
-                await connection.executemany(step.sql, step.rows)
+                await connection.executemany(step.sql, step.rows, timeout=timeout)
                 value = None
             else:
                 assert isinstance(step, Wake)
@@ -291,49 +399,65 @@ class PostgresDatabase(Database):
             try:
                 step = op.send(value)
             except StopIteration as stop:
-                await self._announce(connection, wakes)
+                await self._announce(connection, wakes, timeout)
                 result: T = stop.value
                 return result
 
-    async def _alone(self, connection: Any, op: Op[T], step: Query | Execute) -> T:
+    async def _alone(self, connection: Any, op: Op[T], step: Query | Execute, timeout: float) -> T:
         """Run the op's only statement without a transaction around it (PostgreSQL commits
         it by itself), then the rest of the op: wake-ups, notified after the commit."""
         if type(step) is Query:
-            value: Any = await connection.fetch(step.sql, *step.params)
+            value: Any = await connection.fetch(step.sql, *step.params, timeout=timeout)
         else:
-            value = _rowcount(await connection.execute(step.sql, *step.params))
+            status = await connection.execute(step.sql, *step.params, timeout=timeout)
+            value = _rowcount(status)
         result, wakes = finish_alone(op, value)
-        await self._announce(connection, wakes)
+        await self._announce(connection, wakes, timeout)
         return result
 
-    async def _announce(self, connection: Any, wakes: list[str]) -> None:
+    async def _announce(self, connection: Any, wakes: list[str], timeout: float) -> None:
         if wakes:
-            await connection.execute(self._notify, self._channel, list(set(wakes)))
+            queues = list(set(wakes))
+            await connection.execute(self._notify, self._channel, queues, timeout=timeout)
+
+
+def _drop_unsound(connection: Any, exc: BaseException) -> None:
+    """Close ``connection`` unless ``exc`` left it in a known state (see `_sound`)."""
+    if not _sound(exc):
+        connection.terminate()
 
 
 async def drop_schema(config: PostgresConfig) -> None:
     """Delete the adapter's schema with every queue and message in it (for tests, uninstall)."""
     asyncpg = _asyncpg()
+    where = f"postgresql schema {config.schema_name!r}"
+    connect_timeout = config.connect_timeout.total_seconds()
     try:
         connection = await asyncpg.connect(
-            config.dsn.get_secret_value(), timeout=config.connect_timeout.total_seconds()
+            config.dsn.get_secret_value(),
+            timeout=connect_timeout,
+            command_timeout=MIGRATION_TIMEOUT,
         )
     except Exception as exc:
-        raise translate(exc, f"postgresql schema {config.schema_name!r}") from exc
+        raise unreachable(exc, where, connect_timeout) from exc
     try:
         await connection.execute(f'DROP SCHEMA IF EXISTS "{config.schema_name}" CASCADE')
+    except Exception as exc:
+        raise translate(exc, where) from exc
     finally:
-        await connection.close()
+        try:
+            await connection.close(timeout=config.command_timeout.total_seconds())
+        except Exception:
+            connection.terminate()
 
 
 def _public_location(dsn: str) -> str:
-    """The DSN without credentials (it names the store in receipts and logs)."""
+    """The DSN without credentials (it names the store in receipts and logs): its hosts
+    (several in a libpq multi-host DSN), ports and database."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(dsn)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{host}{port}{parts.path}"
+    return f"{parts.netloc.rpartition('@')[2].lower()}{parts.path}"
 
 
 class PostgresQueueClient(SqlQueueClient):
