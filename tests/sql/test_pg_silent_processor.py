@@ -48,8 +48,10 @@ async def test_a_processor_reports_a_silent_database_and_resumes(
             await eventually(lambda: processor.health().counters["receive_errors"] >= 2)
             last_error = processor.health().last_error
             assert last_error is not None and "TimeoutError" in last_error, last_error
+            assert processor.health().running and not processor.health().ready
 
             proxy.thaw()
             await sender.send_message("jobs", qr.Message(b"after"))
             await eventually(lambda: processor.health().counters["completed"] == 2)
+            assert processor.health().ready
         assert handled == [b"before", b"after"]

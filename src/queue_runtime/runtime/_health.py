@@ -39,7 +39,8 @@ class Health:
     """A snapshot of a processor: is it running, is it ready for work, what is it doing."""
 
     running: bool
-    #: Running and taking messages (the circuit breaker is not open).
+    #: Running and taking messages: the circuit breaker is not open, and the last receive
+    #: (or accept) did not fail (a database or broker that stopped answering).
     ready: bool
     in_flight: int
     #: Session ids held right now (session queues).

@@ -208,6 +208,7 @@ class Processor(Service):
         self._last_error: str | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._release = False  # the client's capabilities.release, read at start
+        self._receive_failing = False  # the last receive or accept failed (not ready)
         self._stopping = False
 
     def __repr__(self) -> str:
@@ -330,7 +331,7 @@ class Processor(Service):
         running = self._state == "running"
         return Health(
             running=running,
-            ready=running and breaker != "open",
+            ready=running and breaker != "open" and not self._receive_failing,
             in_flight=self._in_flight,
             sessions=tuple(s.session_id for s in self._held.values()),
             breaker=breaker,
@@ -444,6 +445,7 @@ class Processor(Service):
                     return
                 continue
             failures = 0
+            self._receive_failing = False
             if accepted is None:
                 continue
             lane, session = accepted
@@ -572,6 +574,7 @@ class Processor(Service):
             try:
                 await self._refill()
                 failures = 0
+                self._receive_failing = False
             except _Stopped:
                 pass
             except QueueError as error:
@@ -649,6 +652,7 @@ class Processor(Service):
             self._fatal(error)
             return False
         self.counters.receive_errors += 1
+        self._receive_failing = True
         self._error(f"{what} failed", error)
         _log.warning("%s failed (%d in a row): %s", what, failures, describe_error(error))
         return await self._pause(_retry_pause(failures))
