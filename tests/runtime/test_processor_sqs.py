@@ -38,21 +38,22 @@ async def test_on_sqs_a_handler_slower_than_the_lock_keeps_it_and_is_called_once
     sqs: SqsQueueClient, sessions: bool
 ) -> None:
     queue = f"slow-{secrets.token_hex(4)}"
-    # 2 s locks (not SQS's 1 s minimum): a renewal is an HTTP call, and on a loaded machine
-    # one can take a good part of a second
-    await sqs.create_queue(queue, requires_session=sessions, lock_duration=2)
+    # 3 s locks (not SQS's 1 s minimum): a renewal is an HTTP call to a server in this very
+    # process, and on a loaded machine one can take a good part of a second; renewals start
+    # 1.8 s before a lock lapses, which leaves it 1.6 s (the adapter trusts a lock to 0.2 s)
+    await sqs.create_queue(queue, requires_session=sessions, lock_duration=3)
     await sqs.send_message(queue, qr.Message(b"slow", session_id="s" if sessions else None))
     calls = 0
 
     async def handle(message: qr.ReceivedMessage) -> None:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(5)  # two and a half lock durations
+        await asyncio.sleep(7)  # more than two lock durations
 
     processor = qr.Processor(sqs, queue, handle, receive_timeout=0.5)
     async with processor:
-        await eventually(lambda: processor.counters.completed == 1, 20)
-        await asyncio.sleep(2.5)  # a lapsed lock would have redelivered it by now
+        await eventually(lambda: processor.counters.completed == 1, 40)
+        await asyncio.sleep(3.5)  # a lapsed lock would have redelivered it by now
     assert calls == 1
     assert processor.counters.lock_renewals >= 2
     assert processor.counters.locks_lost == 0

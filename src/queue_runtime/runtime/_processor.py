@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -192,6 +193,7 @@ class Processor(Service):
         self._stopped_event: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._renewer: asyncio.Task[None] | None = None
+        self._renewing: dict[_Lease, asyncio.Task[None]] = {}  # renewals under way
         self._leases: dict[int, _Lease] = {}  # sessions held
         self._held_messages: dict[int, ReceivedMessage] = {}  # messages being handled
         self._message_leases: dict[int, _Lease] = {}  # ... those the renewal task renewed
@@ -290,7 +292,10 @@ class Processor(Service):
         self._ready_sessions.clear()
         if self._renewer is not None:
             self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
+            renewals = list(self._renewing.values())
+            for renewal in renewals:
+                renewal.cancel()
+            await asyncio.gather(self._renewer, *renewals, return_exceptions=True)
         if self._health_server is not None:
             await self._health_server.stop()
         self._state = "stopped"
@@ -866,31 +871,47 @@ class Processor(Service):
             self._renew_soon.set()
 
     async def _renew_loop(self) -> None:
+        """Renew each held lock ``renew_ahead`` before it lapses: it wakes at the next such
+        moment (looking at least every tick, for locks taken meanwhile), and each renewal runs
+        on its own, so a slow one delays no other."""
+        renewing = self._renewing
+        pause = self._renew_tick
         while True:
             try:
-                async with asyncio.timeout(self._renew_tick):
+                async with asyncio.timeout(pause):
                     await self._renew_soon.wait()
             except TimeoutError:
                 pass
             self._renew_soon.clear()
             now = time.time()
-            due = [
-                lease
-                for lease in self._leases.values()
-                if not lease.lost and lease.locked_until - now <= lease.renew_ahead
-            ]
+            pause = self._renew_tick
+            due: list[_Lease] = []
+            for lease in self._leases.values():
+                if not lease.lost and lease not in renewing:
+                    if (left := lease.locked_until - now - lease.renew_ahead) <= 0:
+                        due.append(lease)
+                    elif left < pause:
+                        pause = left
             for key, message in list(self._held_messages.items()):
-                lease = self._message_leases.get(key)
-                if lease is None:
+                held = self._message_leases.get(key)
+                if held is None:
                     until = message.locked_until_timestamp
                     if until is None:
                         continue
-                    lease = _Lease(message, None, until, self._lock_estimate * _RENEW_AHEAD)
-                if not lease.lost and lease.locked_until - now <= lease.renew_ahead:
-                    self._message_leases[key] = lease
-                    due.append(lease)
-            if due:
-                await asyncio.gather(*(self._renew(lease) for lease in due))
+                    held = _Lease(message, None, until, self._lock_estimate * _RENEW_AHEAD)
+                if not held.lost and held not in renewing:
+                    if (left := held.locked_until - now - held.renew_ahead) <= 0:
+                        self._message_leases[key] = held
+                        due.append(held)
+                    elif left < pause:
+                        pause = left
+            pause = max(pause, 0.01)
+            for lease in due:
+                renewing[lease] = task = asyncio.create_task(self._renew(lease))
+                task.add_done_callback(functools.partial(self._renewed, lease))
+
+    def _renewed(self, lease: _Lease, _: object) -> None:
+        self._renewing.pop(lease, None)
 
     async def _renew(self, lease: _Lease) -> None:
         what = (
