@@ -91,6 +91,9 @@ class StoredMessage:
     delivery_count: int = 0
     #: Non-zero while delivered and unsettled.
     lock_token: int = 0
+    #: The token of its latest delivery while that delivery may still be given back
+    #: (released): kept when its lock lapses, cleared when it is settled.
+    delivery_token: int = 0
     locked_until: float = 0.0
     dead_letter_reason: str | None = None
     dead_letter_description: str | None = None
@@ -201,6 +204,9 @@ class _Queue:
     ready_sessions: dict[str, None] = field(default_factory=dict)
     #: (lease_until, session id, lease token) in expiry order.
     lease_expiry: deque[tuple[float, str, int]] = field(default_factory=deque)
+    #: Deliveries whose lock lapsed, by token, the newest `_LAPSED_KEPT`: still released
+    #: uncounted while nobody received them again.
+    lapsed: dict[int, StoredMessage] = field(default_factory=dict)
     expired: int = 0
     completed: int = 0
 
@@ -364,6 +370,7 @@ class QueueEngine:
             stored = queue.locked.get(token)
             if stored is not None and stored.locked_until <= now:
                 del queue.locked[token]
+                _lapsed(queue, token, stored)
                 self._release(queue, stored, now)
         leases = queue.lease_expiry
         while leases and leases[0][0] <= now:
@@ -431,7 +438,7 @@ class QueueEngine:
                 continue
             token = next(tokens)
             stored.delivery_count += 1
-            stored.lock_token = token
+            stored.lock_token = stored.delivery_token = token
             stored.locked_until = locked_until
             locked[token] = stored
             if session is None:
@@ -474,7 +481,7 @@ class QueueEngine:
             del queue.locked[token]  # the common case, without the checks of _take_locked
         else:
             stored = self._take_locked(queue, token, now, lease)
-        stored.lock_token = 0
+        stored.lock_token = stored.delivery_token = 0
         queue.completed += 1
 
     def abandon(self, name: str, token: int, now: float, lease: int = 0) -> None:
@@ -489,7 +496,12 @@ class QueueEngine:
         queue = self._queue(name)
         stored = queue.locked.get(token)
         if stored is None:
-            raise MessageLockLost("the message was already settled or its lock was lost")
+            lapsed = queue.lapsed.pop(token, None)
+            if lapsed is None or lapsed.delivery_token != token or lapsed.lock_token:
+                raise MessageLockLost("the message was already settled or delivered again")
+            lapsed.delivery_token = 0
+            lapsed.delivery_count -= 1  # back already, when its lock lapsed
+            return
         if stored.session_id is not None and queue.settings.requires_session:
             if not lease:
                 raise ValidationError(
@@ -551,7 +563,9 @@ class QueueEngine:
         return stored
 
     def _take_locked(self, queue: _Queue, token: int, now: float, lease: int) -> StoredMessage:
+        """Unlock a delivery that its holder settles (it can no longer be released)."""
         stored = self._locked(queue, token, now, lease)
+        stored.delivery_token = 0
         del queue.locked[token]
         if queue.settings.requires_session and stored.session_id is not None:
             session = queue.sessions[stored.session_id]
@@ -574,7 +588,7 @@ class QueueEngine:
     ) -> None:
         dlq = queue.dead_letter
         assert dlq is not None
-        stored.lock_token = 0
+        stored.lock_token = stored.delivery_token = 0
         stored.expires_at = None  # a dead letter waits for someone to look at it
         stored.dead_letter_reason = reason
         stored.dead_letter_description = description
@@ -585,6 +599,7 @@ class QueueEngine:
         if queue.settings.dead_letter_on_expiration and not queue.is_dead_letter:
             self._to_dead_letter(queue, stored, TTL_EXPIRED, "the message's time to live ran out")
         else:
+            stored.delivery_token = 0
             queue.expired += 1
 
     # -- sessions ------------------------------------------------------------------------
@@ -683,6 +698,7 @@ class QueueEngine:
         session.locked.clear()
         for stored in locked:
             del queue.locked[stored.lock_token]
+            _lapsed(queue, stored.lock_token, stored)
             self._release(queue, stored, now)
         if len(session.partition):
             queue.ready_sessions[session.id] = None
@@ -752,6 +768,17 @@ class QueueEngine:
             and (stored.expires_at is None or stored.expires_at > now)
         )
         return heapq.nsmallest(max_messages, candidates, key=lambda s: s.sequence_number)
+
+
+#: Lapsed deliveries a queue remembers for `QueueEngine.release` (the oldest are forgotten).
+_LAPSED_KEPT: Final = 10_000
+
+
+def _lapsed(queue: _Queue, token: int, stored: StoredMessage) -> None:
+    lapsed = queue.lapsed
+    lapsed[token] = stored
+    if len(lapsed) > _LAPSED_KEPT:
+        del lapsed[next(iter(lapsed))]
 
 
 def _max_delivery_text(stored: StoredMessage) -> str:

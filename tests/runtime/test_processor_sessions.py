@@ -225,3 +225,32 @@ async def test_a_handler_whose_annotation_cannot_be_resolved_is_refused(
         qr.Processor(client, "q", handle)
     with pytest.raises(qr.ValidationError):
         qr.Processor(client, "q", "not a handler")  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_lost_session_lock_costs_the_messages_received_ahead_no_delivery() -> None:
+    clock = qr.ManualClock()
+    async with InMemoryQueueClient(clock=clock, default_timeout=1) as client:
+        await client.create_queue("q", requires_session=True, lock_duration=10)
+        await client.send_messages("q", [qr.Message(b"%d" % n, session_id="s") for n in range(5)])
+        first_started, go_on = asyncio.Event(), asyncio.Event()
+        seen: list[tuple[bytes, int]] = []
+
+        async def handle(message: qr.ReceivedMessage) -> None:
+            seen.append((message.body, message.delivery_count))
+            if len(seen) == 1:
+                first_started.set()
+                await go_on.wait()
+
+        processor = qr.Processor(
+            client, "q", handle, max_concurrent_sessions=1, lock_renewal=False
+        )
+        async with processor:
+            await first_started.wait()  # the worker holds the session and 4 messages ahead
+            clock.advance(11)  # the session lock lapses under the slow handler
+            go_on.set()
+            await eventually(lambda: client.statistics("q").completed == 5)
+        assert processor.counters.locks_lost == 1
+        assert processor.counters.released == 4
+        # the first was handled again (its delivery counted); the rest only once, at delivery 1
+        assert seen == [(b"0", 1), (b"0", 2), (b"1", 1), (b"2", 1), (b"3", 1), (b"4", 1)]
