@@ -242,9 +242,7 @@ async def test_a_lost_session_lock_costs_the_messages_received_ahead_no_delivery
                 first_started.set()
                 await go_on.wait()
 
-        processor = qr.Processor(
-            client, "q", handle, max_concurrent_sessions=1, lock_renewal=False
-        )
+        processor = qr.Processor(client, "q", handle, max_concurrent_sessions=1, lock_renewal=False)
         async with processor:
             await first_started.wait()  # the worker holds the session and 4 messages ahead
             clock.advance(11)  # the session lock lapses under the slow handler

@@ -193,7 +193,6 @@ async def _receive_retrying(client: qr.QueueClient, queue: str) -> qr.ReceivedMe
         try:
             return await client.receive_message(queue, timeout=0)
         except qr.ConnectionError as exc:
-            assert exc.retryable
             errors.append(exc)
             await asyncio.sleep(0.1)
     raise AssertionError(f"the client never reconnected: {errors[-3:]}")
