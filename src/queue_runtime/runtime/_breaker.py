@@ -13,6 +13,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .._clock import to_seconds
+from ._policy import PermanentError
 
 __all__ = [
     "Breaker",
@@ -262,3 +263,20 @@ class Breaker:
 
     def cancel(self) -> None:
         self._set(breaker_cancel(self.state))
+
+    def started(self) -> float:
+        """When an admitted call starts (what `finished` needs; 0 when nothing is timed)."""
+        return time.monotonic() if self.config.slow_call_duration is not None else 0.0
+
+    def finished(self, error: BaseException | None, started: float) -> None:
+        """Record how an admitted call went: a transient failure counts, a permanent one (the
+        message's fault, ``PermanentError``) does not, a cancelled call frees its probe."""
+        if error is None:
+            if not self.quiet:  # closed with nothing to count: the hot path
+                self.record(failed=False, duration=time.monotonic() - started if started else 0.0)
+        elif isinstance(error, asyncio.CancelledError):
+            self.cancel()
+        elif isinstance(error, PermanentError):
+            self.record(failed=False)
+        elif isinstance(error, Exception):
+            self.record(failed=True, duration=time.monotonic() - started if started else 0.0)

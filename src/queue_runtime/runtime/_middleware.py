@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -23,7 +22,7 @@ from .._names import QueueName
 from ..ports import SessionClient
 from ._breaker import Breaker
 from ._limits import RateLimiter
-from ._policy import PayloadError, PermanentError
+from ._policy import PayloadError
 
 __all__ = [
     "CircuitBreakerMiddleware",
@@ -174,22 +173,13 @@ class CircuitBreakerMiddleware:
         breaker = self.breaker
         if breaker.state.state != "closed":
             await breaker.admit()
-        timed = breaker.config.slow_call_duration is not None
-        start = time.monotonic() if timed else 0.0
+        started = breaker.started()
         try:
             await call_next(context)
-        except asyncio.CancelledError:
-            breaker.cancel()
+        except BaseException as error:
+            breaker.finished(error, started)
             raise
-        except PermanentError:
-            breaker.record(failed=False)  # the message's fault, not the dependency's
-            raise
-        except Exception:
-            breaker.record(failed=True, duration=time.monotonic() - start if timed else 0.0)
-            raise
-        if breaker.quiet:
-            return  # closed with nothing to count: the hot path
-        breaker.record(failed=False, duration=time.monotonic() - start if timed else 0.0)
+        breaker.finished(None, started)
 
 
 class RateLimitMiddleware:

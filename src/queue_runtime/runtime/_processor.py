@@ -50,7 +50,6 @@ from ._breaker import STATE_VALUES, Breaker, CircuitBreaker, Interrupted
 from ._health import Counters, Health, HealthServer
 from ._limits import Lane, LaneScheduler, RateLimit, RateLimiter, lanes_of
 from ._middleware import (
-    CircuitBreakerMiddleware,
     Handler,
     MessageContext,
     Middleware,
@@ -173,9 +172,9 @@ class Processor(Service):
             if circuit_breaker is None
             else Breaker(circuit_breaker, on_change=self._breaker_changed)
         )
-        builtins: list[Middleware] = []  # the breaker first: no token is spent while open
-        if self._breaker is not None:
-            builtins.append(CircuitBreakerMiddleware(self._breaker))
+        # the breaker comes first (no rate-limit token is spent while it is open); `_attempt`
+        # applies it itself, which spares every message a middleware layer
+        builtins: list[Middleware] = []
         if rate_limit is not None:
             builtins.append(RateLimitMiddleware(RateLimiter(rate_limit)))
         inner: list[Middleware] = list(middleware)
@@ -205,7 +204,9 @@ class Processor(Service):
         self._buffer: deque[tuple[Lane, ReceivedMessage]] = deque()
         self._busy = 0
         self._refilling = False
-        self._refilled: asyncio.Event | None = None
+        #: Message workers waiting for the receive under way; each is woken only for a
+        #: message it can take (a wake-up for nothing is a task switch per worker and refill).
+        self._parked: deque[asyncio.Future[None]] = deque()
         self._in_flight = 0
         self._last_error: str | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -229,7 +230,6 @@ class Processor(Service):
             raise ValidationError(f"this processor was already started (it is {self._state})")
         self._stop_event = asyncio.Event()
         self._stopped_event = asyncio.Event()
-        self._refilled = asyncio.Event()
         self._state = "running"
         try:
             sessions = await self._detect_sessions()
@@ -548,7 +548,6 @@ class Processor(Service):
 
     async def _message_worker(self) -> None:
         assert self._stop_event is not None
-        assert self._refilled is not None
         stop, buffer, held = self._stop_event, self._buffer, self._held_messages
         failures = 0
         while True:
@@ -570,8 +569,13 @@ class Processor(Service):
                         self._message_leases.pop(key, None)
                 continue
             if self._refilling:  # a receive under way (also when stopping): it may bring work
-                refilled = self._refilled
-                await refilled.wait()
+                parked = asyncio.get_running_loop().create_future()
+                self._parked.append(parked)
+                try:
+                    await parked
+                finally:
+                    if not parked.done():  # cancelled: not parked any more
+                        self._parked.remove(parked)
                 continue
             if stop.is_set():
                 return
@@ -588,8 +592,13 @@ class Processor(Service):
                     return
             finally:
                 self._refilling = False
-                self._refilled.set()
-                self._refilled = asyncio.Event()
+                # the refiller takes one itself; when stopping, all see there is no more
+                self._unpark(len(self._parked) if stop.is_set() else len(buffer) - 1)
+
+    def _unpark(self, count: int) -> None:
+        parked = self._parked
+        for _ in range(min(count, len(parked))):
+            parked.popleft().set_result(None)
 
     async def _refill(self) -> None:
         """Receive at most the free capacity (never more than ``max_concurrency`` held).
@@ -720,21 +729,32 @@ class Processor(Service):
             return "stopped"
         attempt = message.delivery_count
         context = MessageContext(message, lane.queue, attempt, session)
+        breaker, started = self._breaker, -1.0  # the chain's first step (-1: not admitted)
         self._in_flight += 1
         try:
             try:
+                if breaker is not None:
+                    if breaker.state.state != "closed":
+                        await breaker.admit()
+                    started = breaker.started()
                 await self._chain(context)
             except _Stopped:  # the breaker held it back until the stop: nothing ran
                 await self._give_back(settler, lane, [message])
                 return "stopped"
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as cancelled:
+                if breaker is not None and started >= 0:
+                    breaker.finished(cancelled, started)
                 # stop() ran out of time: give the message back, then let the task end
                 await asyncio.shield(self._settle(settler, lane, message, lease, "abandon"))
                 raise
             except Exception as error:
+                if breaker is not None and started >= 0:
+                    breaker.finished(error, started)
                 if traced:
                     record_failure(error)
                 return await self._failed(settler, lane, message, lease, error, attempt)
+            if breaker is not None and not breaker.quiet:
+                breaker.finished(None, started)
             if lease is None and self._message_leases:
                 lease = self._message_leases.get(id(message))
             if lease is not None and lease.lost:
