@@ -238,6 +238,46 @@ def test_usage_errors_exit_2_and_debug_shows_the_traceback(invoke: Invoke, name:
     assert debug.exit_code == 1 and "Traceback" in debug.stderr and "QueueNotFound" in debug.stderr
 
 
+def test_without_a_url_every_command_but_emulator_is_refused(name: str) -> None:
+    from click.testing import CliRunner
+
+    from queue_runtime.cli._app import cli
+
+    runner = CliRunner(env={"QUEUE_RUNTIME_URL": None, "GITHUB_WEBHOOK_SECRET": "s"})
+    for args in (
+        ["queues", "create", name],
+        ["queues", "delete", name],
+        ["queues", "stats", name],
+        ["send", name, "x"],
+        ["peek", name],
+        ["receive", name],
+        ["dlq", "list", name],
+        ["dlq", "redrive", name],
+        ["dlq", "purge", name, "--yes"],
+        ["worker", "json:loads", "--queue", name],
+        ["ingress", "github", "--queue", name],
+        ["ingress", "webhook", "--queue", name, "--secret-env", "GITHUB_WEBHOOK_SECRET"],
+    ):
+        refused = runner.invoke(cli, args)
+        assert refused.exit_code == 1, (args, refused.output)
+        assert refused.stderr.startswith("error: ConfigurationError: no queue URL"), args
+        assert "--url" in refused.stderr and "$QUEUE_RUNTIME_URL" in refused.stderr
+        assert refused.stderr.count("\n") == 1 and refused.stdout == "", args
+    # what --url takes, every scheme by name
+    text = " ".join(runner.invoke(cli, ["--help"]).stdout.split())
+    for scheme in ("memory://", "memory://NAME", "sqlite:///", "postgresql://", "sqs://"):
+        assert scheme in text, scheme
+    assert "azure-servicebus://" in text.replace("- ", "-")
+
+
+def test_a_missing_queue_says_how_to_create_it(invoke: Invoke, name: str) -> None:
+    for args in (("send", name, "x"), ("receive", name), ("dlq", "list", name)):
+        missing = invoke(*args)
+        assert missing.exit_code == 1 and missing.stderr.count("\n") == 1, missing.output
+        assert missing.stderr.startswith("error: QueueNotFound:")
+        assert f"create it with: queue-runtime queues create {name}" in missing.stderr
+
+
 def test_worker_and_emulator_need_their_parts(invoke: Invoke, name: str) -> None:
     assert invoke("worker", "nocolon", "--queue", name).exit_code == 2
     missing = invoke("worker", "no_such_module_xyz:handle", "--queue", name)

@@ -31,6 +31,8 @@ def test_help_lists_the_commands(sqs_command: Command) -> None:
         assert done.returncode == 0, done.stderr
         for name in ("queues", "send", "peek", "receive", "dlq", "worker", "emulator", "ingress"):
             assert name in done.stdout
+        for scheme in ("sqlite:///", "postgresql://", "sqs://", "memory://", "memory://NAME"):
+            assert scheme in done.stdout
     assert sqs_command("bogus").returncode == 2
 
 
@@ -58,8 +60,20 @@ def test_what_sqs_cannot_do_is_said_in_one_line(sqs_command: Command, name: str)
         assert done.stderr.count("\n") == 1
     missing = sqs_command("send", "no-such-queue-here", "x")
     assert missing.returncode == 1 and missing.stderr.startswith("error: QueueNotFound:")
+    assert "queue-runtime queues create no-such-queue-here" in missing.stderr
     bad_url = sqs_command("queues", "create", name, url="nope://")
     assert bad_url.returncode == 1 and "ConfigurationError" in bad_url.stderr
+
+
+def test_without_a_url_nothing_is_made_on_a_throwaway_broker(name: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "QUEUE_RUNTIME_URL"}
+    done = subprocess.run(
+        [*entry_point(), "queues", "create", name], env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: ConfigurationError: no queue URL: give --url URL")
+    assert "$QUEUE_RUNTIME_URL" in done.stderr and done.stderr.count("\n") == 1
 
 
 async def _dead_letter(url: str, queue: str, count: int, *, sessions: bool) -> None:

@@ -68,7 +68,7 @@ def redrive_(
     queue = QueueName(name)
 
     async def main() -> RedriveReport:
-        async with open_client(settings) as client, stop_on_signals() as stop:
+        async with open_client(settings, queue=name) as client, stop_on_signals() as stop:
             with Tracker(f"redriving {name}", total=limit) as tracker:
                 return await redrive(
                     client,
@@ -120,7 +120,7 @@ def purge_(settings: Settings, name: str, yes: bool, timeout: float, as_json: bo
     queue = QueueName(name)
 
     async def main() -> tuple[int, bool]:
-        async with open_client(settings) as client, stop_on_signals() as stop:
+        async with open_client(settings, queue=name) as client, stop_on_signals() as stop:
             with Tracker(f"purging {name}") as tracker:
                 count = await purge(
                     client, queue, timeout=timeout, stop=stop, progress=tracker.advance

@@ -16,7 +16,7 @@ import click
 
 from queue_runtime import ConfigurationError, QueueName, create_client
 
-from ._common import Settings, open_client, pass_settings, run
+from ._common import Settings, open_client, pass_settings, queue_url, run
 from ._operations import stop_on_signals
 from ._render import say
 
@@ -90,7 +90,7 @@ def worker(
     processor_type = _optional("queue_runtime", "Processor", "the worker (queue_runtime.Processor)")
 
     async def main() -> None:
-        async with open_client(settings) as client:
+        async with open_client(settings, queue=queue) as client:
             processor = processor_type(
                 client,
                 queue,
@@ -263,11 +263,12 @@ def webhook(
 def _serve(settings: Settings, factory: str, host: str, port: int, **options: Any) -> None:
     """Serve ``queue_runtime.ingress.<factory>(client, **options)`` under uvicorn until
     SIGINT/SIGTERM; the app opens and closes the client."""
+    url = queue_url(settings)
     build = _optional("queue_runtime.ingress", factory, "the ingress (extra [ingress])")
     _optional("uvicorn", None, "the ingress server (extra [ingress])")
     import uvicorn
 
-    app = build(create_client(settings.url), close_client=True, **options)
+    app = build(create_client(url), close_client=True, **options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
 
     class Server(uvicorn.Server):

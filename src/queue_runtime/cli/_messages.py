@@ -94,7 +94,7 @@ def send(
 
     async def main() -> list[str]:
         ids: list[str] = []
-        async with open_client(settings) as client:
+        async with open_client(settings, queue=name) as client:
             if not lines:
                 data = sys.stdin.buffer.read() if source is None else source
                 ids.append(await client.send_message(queue, message(data, message_id)))
@@ -152,7 +152,7 @@ def show_peeked(
     target = queue.dead_letter if dead_letter else queue
 
     async def main() -> list[dict[str, object]] | None:
-        async with open_client(settings) as client:
+        async with open_client(settings, queue=queue) as client:
             found = await peek_messages(client, target, count, from_sequence=from_sequence)
             if as_json:
                 return [message_record(m) for m in found]
@@ -202,7 +202,7 @@ def receive(
     target = queue.dead_letter if dead_letter else queue
 
     async def main() -> list[dict[str, object]]:
-        async with open_client(settings) as client:
+        async with open_client(settings, queue=name) as client:
             got = await receive_messages(
                 client, target, count, session_id=session_id, timeout=timeout
             )
