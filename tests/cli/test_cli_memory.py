@@ -278,6 +278,24 @@ def test_a_missing_queue_says_how_to_create_it(invoke: Invoke, name: str) -> Non
         assert f"create it with: queue-runtime queues create {name}" in missing.stderr
 
 
+def test_send_with_a_session_to_a_queue_without_sessions_is_refused(
+    invoke: Invoke, name: str
+) -> None:
+    invoke("queues", "create", name)
+    for args in (("x",), ("--lines",)):
+        refused = invoke("send", name, *args, "--session", "s", input="a\nb\n")
+        assert refused.exit_code == 1 and refused.stderr.count("\n") == 1, refused.output
+        assert refused.stderr.startswith("error: ValidationError:")
+        assert "has no sessions" in refused.stderr
+    assert json.loads(invoke("receive", name, "--json", "--timeout", "0").stdout) == []
+    bad = invoke("send", name, "x", "--session", "")
+    assert bad.exit_code == 1 and "invalid session id" in bad.stderr
+    # a session queue takes it
+    other = f"{name}-s"
+    invoke("queues", "create", other, "--sessions")
+    assert invoke("send", other, "x", "--session", "s").exit_code == 0
+
+
 def test_worker_and_emulator_need_their_parts(invoke: Invoke, name: str) -> None:
     assert invoke("worker", "nocolon", "--queue", name).exit_code == 2
     missing = invoke("worker", "no_such_module_xyz:handle", "--queue", name)

@@ -76,6 +76,19 @@ def test_without_a_url_nothing_is_made_on_a_throwaway_broker(name: str) -> None:
     assert "$QUEUE_RUNTIME_URL" in done.stderr and done.stderr.count("\n") == 1
 
 
+def test_send_with_a_session_to_a_queue_without_sessions_is_refused(
+    command: Command, name: str
+) -> None:
+    command("queues", "create", name)
+    refused = command("send", name, "x", "--session", "pr-1")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused
+    assert refused.stderr.startswith("error: ValidationError:") and "no sessions" in refused.stderr
+    assert json.loads(command("receive", name, "--json", "--timeout", "0").stdout) == []
+    sessions = f"{name}s"
+    command("queues", "create", sessions, "--sessions")
+    assert command("send", sessions, "x", "--session", "pr-1").returncode == 0
+
+
 async def _dead_letter(url: str, queue: str, count: int, *, sessions: bool) -> None:
     async with qr.create_client(url) as client:
         await client.create_queue(queue, requires_session=sessions, lock_duration=5)

@@ -10,6 +10,7 @@ import click
 from queue_runtime import BatchSendError, Message, QueueName
 
 from ._common import Settings, open_client, pass_settings, run
+from ._operations import check_sessions
 from ._operations import peek as peek_messages
 from ._operations import receive as receive_messages
 from ._render import Tracker, echo_json, message_record, print_messages, say
@@ -95,6 +96,8 @@ def send(
     async def main() -> list[str]:
         ids: list[str] = []
         async with open_client(settings, queue=name) as client:
+            if session_id is not None:
+                await check_sessions(client, queue, session_id)
             if not lines:
                 data = sys.stdin.buffer.read() if source is None else source
                 ids.append(await client.send_message(queue, message(data, message_id)))

@@ -25,6 +25,8 @@ from queue_runtime import (
     QueueName,
     ReceivedMessage,
     SessionClient,
+    SessionId,
+    SessionLocked,
     UnsupportedOperation,
     ValidationError,
 )
@@ -32,6 +34,7 @@ from queue_runtime import (
 __all__ = [
     "RedriveReport",
     "StopSignal",
+    "check_sessions",
     "peek",
     "purge",
     "receive",
@@ -180,6 +183,23 @@ async def _more(
             break
         messages.extend(page)
     return messages
+
+
+async def check_sessions(client: QueueClient, queue: QueueName, session_id: str) -> None:
+    """Refuse ``session_id`` for a queue without sessions (a provider would keep it as mere
+    data, and nothing would order by it), by accepting that session for a moment."""
+    SessionId(session_id)  # a bad id is a ValidationError of its own
+    try:
+        session = await client.accept_session(queue, session_id, timeout=0)
+    except SessionLocked:
+        return  # someone holds it: the queue has sessions
+    except ValidationError as refused:
+        raise ValidationError(
+            f"queue {str(queue)!r} has no sessions: send without --session, or use a queue "
+            "made with 'queues create NAME --sessions'"
+        ) from refused
+    if session is not None:
+        await session.close()
 
 
 _REDRIVE_SUFFIX = re.compile(r"~r[0-9a-f]{12}\Z")
