@@ -76,6 +76,16 @@ def test_without_a_url_nothing_is_made_on_a_throwaway_broker(name: str) -> None:
     assert "$QUEUE_RUNTIME_URL" in done.stderr and done.stderr.count("\n") == 1
 
 
+def test_receive_n_returns_n_across_pages(command: Command, name: str) -> None:
+    """A provider hands out 10 at most per request (SQS): the command asks until it has N."""
+    command("queues", "create", name)
+    sent = command("send", name, "--lines", input="".join(f"m{i}\n" for i in range(50)))
+    assert sent.returncode == 0, sent.stderr
+    got = command("receive", name, "-n", "50", "--json", "--complete")
+    assert got.returncode == 0, got.stderr
+    assert sorted(r["body"] for r in json.loads(got.stdout)) == sorted(f"m{i}" for i in range(50))
+
+
 def test_send_with_a_session_to_a_queue_without_sessions_is_refused(
     command: Command, name: str
 ) -> None:

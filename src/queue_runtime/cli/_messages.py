@@ -179,7 +179,7 @@ def show_peeked(
     type=click.FloatRange(min=0),
     default=2.0,
     show_default=True,
-    help="Seconds to wait for the first message.",
+    help="Seconds to wait for a message: the first, and each further page of up to 10.",
 )
 @json_option
 @pass_settings
@@ -195,6 +195,8 @@ def receive(
     as_json: bool,
 ) -> None:
     """Receive up to N messages of NAME (on a session queue: session ID, or the next one).
+
+    Asks page after page until N, or until a page finds nothing within --timeout.
 
     Without --complete or --abandon the messages stay locked until their lock lapses (on a
     session queue: until the session is released when the command ends), then come back.

@@ -140,8 +140,10 @@ async def receive(
 ) -> Received:
     """Up to ``count`` messages; on a session queue, from the named session or the next one.
 
-    Waits up to ``timeout`` for the first message, then takes what is ready. Where the queue
-    turns out to need sessions, the next available session is accepted.
+    Asks page after page (a provider gives at most 10 at once), each waiting up to
+    ``timeout``, until ``count`` or a page comes back empty: a zero wait would stop early where
+    a provider answers an instant poll with less than it has (SQS). Where the queue turns out
+    to need sessions, the next available session is accepted.
     """
     session: SessionClient | None = None
     if session_id is not None:
@@ -161,13 +163,17 @@ async def receive(
                 return Received([], None)
         else:
             more = await _more(
-                first, count, lambda n: client.receive_messages(queue, max_messages=n, timeout=0)
+                first,
+                count,
+                lambda n: client.receive_messages(queue, max_messages=n, timeout=timeout),
             )
             return Received(more, None)
     assert session is not None
     held = session
     first = await held.receive_messages(max_messages=min(_PAGE, count), timeout=timeout)
-    messages = await _more(first, count, lambda n: held.receive_messages(max_messages=n, timeout=0))
+    messages = await _more(
+        first, count, lambda n: held.receive_messages(max_messages=n, timeout=timeout)
+    )
     return Received(messages, held)
 
 
