@@ -53,7 +53,7 @@ def test_create_send_receive_complete(command: Command, name: str) -> None:
 
 def test_what_sqs_cannot_do_is_said_in_one_line(sqs_command: Command, name: str) -> None:
     sqs_command("queues", "create", name)
-    for args in (("peek", name), ("dlq", "list", name), ("queues", "stats", name)):
+    for args in (("peek", name), ("queues", "stats", name)):
         done = sqs_command(*args)
         assert done.returncode == 1, done
         assert done.stderr.startswith("error: UnsupportedOperation:"), done.stderr
@@ -74,6 +74,34 @@ def test_without_a_url_nothing_is_made_on_a_throwaway_broker(name: str) -> None:
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("error: ConfigurationError: no queue URL: give --url URL")
     assert "$QUEUE_RUNTIME_URL" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_dlq_list_on_sqs_receives_and_gives_back(
+    sqs_command: Command, sqs_url: str, name: str
+) -> None:
+    """SQS cannot peek: the dead letters are received, listed and released, all still there."""
+    asyncio.run(_dead_letter(sqs_url, name, 12, sessions=False))
+    counts: list[set[int]] = []
+    for _ in range(2):
+        listed = sqs_command("dlq", "list", name, "--json")
+        assert listed.returncode == 0, listed.stderr
+        records = json.loads(listed.stdout)
+        assert sorted(r["message_id"] for r in records) == sorted(f"id-{i}" for i in range(12))
+        assert {(r["dead_letter_reason"], r["dead_letter_description"]) for r in records} == {
+            ("boom", "it broke")
+        }
+        counts.append({r["delivery_count"] for r in records})
+    [first], [second] = counts
+    assert second == first + 1  # each listing counts one receive on every dead letter
+    assert json.loads(sqs_command("dlq", "list", name, "-n", "5", "--json").stdout)[4]
+    human = sqs_command("dlq", "list", name)
+    assert human.returncode == 0 and "boom" in human.stdout
+    left = json.loads(
+        sqs_command("receive", name, "--dead-letter", "-n", "20", "--json", "--complete").stdout
+    )
+    assert sorted(r["message_id"] for r in left) == sorted(f"id-{i}" for i in range(12))
+    done = sqs_command("dlq", "list", "--help")
+    assert done.returncode == 0 and "counts a receive" in " ".join(done.stdout.split())
 
 
 def test_receive_n_returns_n_across_pages(command: Command, name: str) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "RedriveReport",
     "StopSignal",
     "check_sessions",
+    "list_dead_letters",
     "peek",
     "purge",
     "receive",
@@ -206,6 +207,19 @@ async def check_sessions(client: QueueClient, queue: QueueName, session_id: str)
         ) from refused
     if session is not None:
         await session.close()
+
+
+async def list_dead_letters(
+    client: QueueClient, queue: QueueName, count: int, *, timeout: float
+) -> list[ReceivedMessage]:
+    """Up to ``count`` dead letters of ``queue``, peeked where the adapter can peek; else
+    received (each page waiting up to ``timeout``) and given straight back, which counts a
+    delivery on each but leaves every one where it was."""
+    if "peek" in client.capabilities:
+        return await peek(client, queue.dead_letter, count)
+    got = await receive(client, queue.dead_letter, count, session_id=None, timeout=timeout)
+    await _abandon(client, got.messages)
+    return sorted(got.messages, key=lambda m: (m.enqueued_timestamp, m.sequence_number or 0))
 
 
 _REDRIVE_SUFFIX = re.compile(r"~r[0-9a-f]{12}\Z")
@@ -385,12 +399,18 @@ async def _complete(
 
 
 async def _abandon(client: QueueClient, messages: Sequence[ReceivedMessage]) -> None:
-    """Give messages back (best effort: an expired lock has given them back already)."""
-    for message in messages:
-        try:
-            await client.abandon_message(message)
-        except QueueError as exc:
-            _log.debug("could not abandon %s: %s", message.message_id, exc)
+    """Give messages back in as few calls as the provider allows (best effort: one whose lock
+    lapsed is back already, and any other comes back when its lock lapses)."""
+    if not messages:
+        return
+    try:
+        await client.abandon_messages(messages)
+    except QueueError as exc:
+        _log.debug("could not abandon every message of %s: %s", _ids(messages), exc)
+
+
+def _ids(messages: Sequence[ReceivedMessage]) -> str:
+    return ", ".join(m.message_id for m in messages)
 
 
 async def purge(
