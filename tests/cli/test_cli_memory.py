@@ -136,9 +136,9 @@ def test_redrive_restores_body_attributes_session_and_ids(
     assert only.exit_code == 0, only.output
     report = json.loads(only.stdout)
     assert report["redriven"] == 3 and report["interrupted"] is False
-    assert report["message_ids"] == ["id-0", "id-1", "id-2"]
     # processed again, in order, with everything intact
-    got = json.loads(invoke("receive", name, "--session", "pr-1", "-n", "5", "--json").stdout)
+    got = json.loads(invoke("receive", name, "--session", "pr-1", "-n", "3", "--json").stdout)
+    assert report["message_ids"] == [r["message_id"] for r in got]  # the ids the queue holds
     # a redriven copy carries a redrive id derived from the original (specs/cli.md)
     assert [
         (original_id(r["message_id"]), r["body"], r["attributes"], r["correlation_id"]) for r in got
@@ -198,6 +198,37 @@ def test_interrupted_redrive_loses_and_duplicates_nothing(
     assert report["interrupted"] is True and report["redriven"] == 4
     stats = json.loads(invoke("queues", "stats", name, "--json").stdout)
     assert (stats["active"], stats["dead_letter"], stats["locked"]) == (4, 5, 0)
+
+
+def test_a_redrive_that_finished_exits_0_though_a_signal_came_in_its_last_wait(
+    invoke: Invoke,
+    on_broker: Callable[..., Any],
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dead-letter queue answered empty: the work is done, whatever came meanwhile."""
+    invoke("queues", "create", name)
+    invoke("send", name, "--lines", input="m0\nm1\nm2\n")
+    on_broker(lambda c: _dead_letter_all(c, name))
+    from queue_runtime.adapters.memory import InMemoryQueueClient
+
+    real_receive = InMemoryQueueClient.receive_messages
+
+    async def receive_then_interrupt(self: Any, queue: Any, **options: Any) -> Any:
+        got = await real_receive(self, queue, **options)
+        if not got:
+            os.kill(os.getpid(), signal.SIGINT)  # lands while the last, empty wait runs
+        return got
+
+    monkeypatch.setattr(InMemoryQueueClient, "receive_messages", receive_then_interrupt)
+    done = invoke("dlq", "redrive", name, "--json")
+    monkeypatch.undo()
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["interrupted"] is False and report["redriven"] == 3
+    got = json.loads(invoke("receive", name, "-n", "3", "--json", "--complete").stdout)
+    assert sorted(report["message_ids"]) == sorted(r["message_id"] for r in got)
+    assert all(i != original_id(i) for i in report["message_ids"])
 
 
 def test_peek_and_dlq_list_show_without_delivering(

@@ -210,7 +210,7 @@ def test_sigint_during_a_redrive_loses_and_duplicates_nothing(durable_url: str, 
     assert report["interrupted"] is True
     everything = [original_id(i) for i in seen + back + left]
     assert sorted(everything) == sorted(f"id-{i}" for i in range(total))  # none lost, none twice
-    assert sorted(original_id(i) for i in seen + back) == sorted(report["message_ids"])
+    assert sorted(seen + back) == sorted(report["message_ids"])  # the ids the queue held
     assert left, "the redrive should have been interrupted before the end"
 
 

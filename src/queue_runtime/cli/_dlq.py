@@ -73,7 +73,8 @@ def redrive_(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Send dead letters back to NAME (body, attributes, session, ids intact), then remove them.
+    """Send dead letters back to NAME, then remove them: body, attributes, session and
+    correlation id intact, the message id with a redrive suffix (--json lists the new ids).
 
     SIGINT/SIGTERM stop it between batches, never between a send and its complete: nothing
     is lost or sent twice (exit 130).
@@ -112,7 +113,7 @@ def redrive_(
     if report.doubled:
         click.echo(
             f"error: {len(report.doubled)} messages were sent back but stayed dead-lettered "
-            f"(lock lost), same message ids: {', '.join(report.doubled)}",
+            f"(lock lost), dead letters: {', '.join(report.doubled)}",
             err=True,
         )
         raise SystemExit(1)

@@ -261,12 +261,16 @@ def resend(message: ReceivedMessage) -> Message:
 
 @dataclass
 class RedriveReport:
-    """What a redrive did: ``moved`` are back in the queue and gone from the dead letters."""
+    """What a redrive did: ``moved`` are the ids of the copies now in the queue (`redrive_id`),
+    whose dead letters are gone."""
 
     moved: list[str] = field(default_factory=list)
-    #: Sent back, but their dead letter could not be completed: they may be redriven again
-    #: (with the same redrive id, which a deduplicating provider drops).
+    #: Dead letters (their own ids) sent back whose dead letter could not be completed: they
+    #: are in both places and may be redriven again (with the same redrive id, which a
+    #: deduplicating provider drops).
     doubled: list[str] = field(default_factory=list)
+    #: Stopped by a signal with dead letters possibly left; a signal that came once the
+    #: dead-letter queue had answered empty (or ``limit`` was reached) stops nothing.
     interrupted: bool = False
 
     @property
@@ -299,15 +303,19 @@ async def redrive(
     sent: set[str] = set()  # ids sent back (or maybe sent) in this run
     cleaned: set[str] = set()  # doubled ids whose leftover dead letter we tried to complete
     try:
-        while not stop.requested() and (limit is None or report.handled < limit):
+        while limit is None or report.handled < limit:
+            if stop.requested():
+                report.interrupted = True
+                break
             want = batch_size if limit is None else min(batch_size, limit - report.handled)
             received = await client.receive_messages(
                 dead_letter, max_messages=want, timeout=timeout
             )
             if not received:
-                break
+                break  # done, whether or not a signal came during this last wait
             if stop.requested():  # arrived while we waited: leave them for the next run
                 await _abandon(client, received)
+                report.interrupted = True
                 break
             batch: list[ReceivedMessage] = []
             leftovers: list[ReceivedMessage] = []
@@ -331,7 +339,6 @@ async def redrive(
                 progress(len(batch))
     finally:
         await _abandon(client, list(skipped.values()))
-    report.interrupted = stop.requested()
     return report
 
 
@@ -345,9 +352,10 @@ async def _clean_up(
         done = set(partial.settled)
     else:
         done = {m.message_id for m in leftovers}
-    for identity in done:
-        report.doubled.remove(identity)
-        report.moved.append(identity)
+    for message in leftovers:
+        if message.message_id in done:
+            report.doubled.remove(message.message_id)
+            report.moved.append(redrive_id(message))
 
 
 async def _move(
@@ -380,7 +388,7 @@ async def _complete(
             await client.complete_messages(pending)
         except BatchSettleError as partial:
             settled = set(partial.settled)
-            report.moved.extend(m.message_id for m in pending if m.message_id in settled)
+            report.moved.extend(redrive_id(m) for m in pending if m.message_id in settled)
             retry = {i for i, error in partial.failed if error.retryable and not attempt}
             retry -= set(partial.unknown)
             for message in pending:
@@ -394,7 +402,7 @@ async def _complete(
             if not pending:
                 return
         else:
-            report.moved.extend(m.message_id for m in pending)
+            report.moved.extend(redrive_id(m) for m in pending)
             return
 
 
