@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -99,3 +100,15 @@ def test_emulator_servicebus_prints_its_connection_string_and_stops_on_sigint() 
 
 def _without(variable: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != variable}
+
+
+def test_emulator_servicebus_without_its_extra_names_the_extra() -> None:
+    """python-qpid-proton missing (its import blocked, as an installation without the extra)."""
+    shim = "import sys; sys.modules['proton'] = None; from queue_runtime.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", shim, "emulator", "servicebus", "--port", "0"],
+        env=_without("QUEUE_RUNTIME_URL"), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: ConfigurationError: the Service Bus emulator needs")
+    assert "pip install 'queue-runtime[emulator]'" in done.stderr and "'proton'" in done.stderr

@@ -25,11 +25,17 @@ __all__ = ["COMMANDS", "load_handler"]
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _optional(module: str, attribute: str | None, what: str) -> Any:
-    """``module`` (or its ``attribute``), or a `ConfigurationError` naming what is missing."""
+def _optional(module: str, attribute: str | None, what: str, extra: str | None = None) -> Any:
+    """``module`` (or its ``attribute``), or a `ConfigurationError` naming what is missing:
+    the ``pip install`` of ``extra`` when a third-party module is, as `create_client` says it."""
     try:
         loaded = importlib.import_module(module)
     except ImportError as exc:
+        if extra is not None and not (exc.name or "").startswith("queue_runtime"):
+            raise ConfigurationError(
+                f"{what} needs an extra: pip install 'queue-runtime[{extra}]' "
+                f"(missing module {exc.name!r})"
+            ) from exc
         raise ConfigurationError(
             f"{what} is not available in this installation (missing module {exc.name!r})"
         ) from exc
@@ -124,6 +130,7 @@ def servicebus(port: int, host: str, admin_port: int) -> None:
         "queue_runtime.testing.servicebus_emulator",
         "ServiceBusEmulator",
         "the Service Bus emulator",
+        extra="emulator",
     )
 
     async def main() -> None:
@@ -264,8 +271,8 @@ def _serve(settings: Settings, factory: str, host: str, port: int, **options: An
     """Serve ``queue_runtime.ingress.<factory>(client, **options)`` under uvicorn until
     SIGINT/SIGTERM; the app opens and closes the client."""
     url = queue_url(settings)
-    build = _optional("queue_runtime.ingress", factory, "the ingress (extra [ingress])")
-    _optional("uvicorn", None, "the ingress server (extra [ingress])")
+    build = _optional("queue_runtime.ingress", factory, "the ingress", extra="ingress")
+    _optional("uvicorn", None, "the ingress server", extra="ingress")
     import uvicorn
 
     app = build(create_client(url), close_client=True, **options)
