@@ -135,7 +135,10 @@ def servicebus(port: int, host: str, admin_port: int) -> None:
 
     async def main() -> None:
         instance = emulator_type(port, host=host, admin_port=None if admin_port < 0 else admin_port)
-        await _maybe_await(instance.start())
+        try:
+            await _maybe_await(instance.start())
+        except OSError as exc:  # a port in use names the flag that changes it
+            raise ConfigurationError(f"the emulator cannot listen: {exc}") from exc
         try:
             # the handlers go in before the connection string is printed: whoever reads it may
             # stop the emulator at once
