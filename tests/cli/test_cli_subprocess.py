@@ -127,9 +127,11 @@ def test_send_with_a_session_to_a_queue_without_sessions_is_refused(
     assert command("send", sessions, "x", "--session", "pr-1").returncode == 0
 
 
-async def _dead_letter(url: str, queue: str, count: int, *, sessions: bool) -> None:
+async def _dead_letter(
+    url: str, queue: str, count: int, *, sessions: bool, lock_duration: float = 5
+) -> None:
     async with qr.create_client(url) as client:
-        await client.create_queue(queue, requires_session=sessions, lock_duration=5)
+        await client.create_queue(queue, requires_session=sessions, lock_duration=lock_duration)
         messages = [
             qr.Message(
                 f"body-{i}".encode(),
@@ -180,32 +182,35 @@ def test_redrive_processes_again_with_everything_intact(
 def test_sigint_during_a_redrive_loses_and_duplicates_nothing(durable_url: str, name: str) -> None:
     # SQLite moves a dead letter in well under a millisecond: give it enough to be stopped
     total = 400 if durable_url.startswith("sqlite") else 60
-    asyncio.run(_dead_letter(durable_url, name, total, sessions=False))
+    asyncio.run(_dead_letter(durable_url, name, total, sessions=False, lock_duration=120))
     env = {**os.environ, "QUEUE_RUNTIME_URL": durable_url}
-    process = subprocess.Popen(
-        [*entry_point(), "dlq", "redrive", name, "--batch-size", "1", "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    argv = [*entry_point(), "dlq", "redrive", name, "--batch-size", "1", "--timeout", "60"]
     seen: list[str] = []
 
-    async def watch() -> tuple[list[str], list[str]]:
+    async def watch() -> tuple[int | None, bytes, bytes, list[str], list[str]]:
         async with qr.create_client(durable_url) as client:
-            deadline = time.monotonic() + 30
+            # one dead letter held: however fast it goes, the redrive cannot end before the
+            # signal, as it waits for that one, which is given back only after the signal
+            [held] = await client.receive_messages(
+                qr.QueueName(name).dead_letter, max_messages=1, timeout=30
+            )
+            process = await asyncio.create_subprocess_exec(
+                *argv, "--json", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            deadline = time.monotonic() + 60
             while not seen and time.monotonic() < deadline:
                 for message in await client.receive_messages(name, timeout=0):
                     seen.append(message.message_id)
                     await client.complete_message(message)
             process.send_signal(signal.SIGINT)
-            await asyncio.to_thread(process.wait, 30)
+            await client.abandon_message(held)
+            out, err = await asyncio.wait_for(process.communicate(), 90)
             back = await _drain(client, name)
             left = await _drain(client, qr.QueueName(name).dead_letter)
-            return back, left
+            return process.returncode, out, err, back, left
 
-    back, left = asyncio.run(watch())
-    out, err = process.communicate()
-    assert process.returncode == 130, err
+    returncode, out, err, back, left = asyncio.run(watch())
+    assert returncode == 130, err
     report = json.loads(out)
     assert report["interrupted"] is True
     everything = [original_id(i) for i in seen + back + left]
