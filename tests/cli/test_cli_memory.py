@@ -136,9 +136,9 @@ def test_redrive_restores_body_attributes_session_and_ids(
     assert only.exit_code == 0, only.output
     report = json.loads(only.stdout)
     assert report["redriven"] == 3 and report["interrupted"] is False
-    assert report["message_ids"] == ["id-0", "id-1", "id-2"]
     # processed again, in order, with everything intact
-    got = json.loads(invoke("receive", name, "--session", "pr-1", "-n", "5", "--json").stdout)
+    got = json.loads(invoke("receive", name, "--session", "pr-1", "-n", "3", "--json").stdout)
+    assert report["message_ids"] == [r["message_id"] for r in got]  # the ids the queue holds
     # a redriven copy carries a redrive id derived from the original (specs/cli.md)
     assert [
         (original_id(r["message_id"]), r["body"], r["attributes"], r["correlation_id"]) for r in got
@@ -200,6 +200,37 @@ def test_interrupted_redrive_loses_and_duplicates_nothing(
     assert (stats["active"], stats["dead_letter"], stats["locked"]) == (4, 5, 0)
 
 
+def test_a_redrive_that_finished_exits_0_though_a_signal_came_in_its_last_wait(
+    invoke: Invoke,
+    on_broker: Callable[..., Any],
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dead-letter queue answered empty: the work is done, whatever came meanwhile."""
+    invoke("queues", "create", name)
+    invoke("send", name, "--lines", input="m0\nm1\nm2\n")
+    on_broker(lambda c: _dead_letter_all(c, name))
+    from queue_runtime.adapters.memory import InMemoryQueueClient
+
+    real_receive = InMemoryQueueClient.receive_messages
+
+    async def receive_then_interrupt(self: Any, queue: Any, **options: Any) -> Any:
+        got = await real_receive(self, queue, **options)
+        if not got:
+            os.kill(os.getpid(), signal.SIGINT)  # lands while the last, empty wait runs
+        return got
+
+    monkeypatch.setattr(InMemoryQueueClient, "receive_messages", receive_then_interrupt)
+    done = invoke("dlq", "redrive", name, "--json")
+    monkeypatch.undo()
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["interrupted"] is False and report["redriven"] == 3
+    got = json.loads(invoke("receive", name, "-n", "3", "--json", "--complete").stdout)
+    assert sorted(report["message_ids"]) == sorted(r["message_id"] for r in got)
+    assert all(i != original_id(i) for i in report["message_ids"])
+
+
 def test_peek_and_dlq_list_show_without_delivering(
     invoke: Invoke, on_broker: Callable[..., Any], name: str
 ) -> None:
@@ -236,6 +267,64 @@ def test_usage_errors_exit_2_and_debug_shows_the_traceback(invoke: Invoke, name:
 
     debug = CliRunner().invoke(cli, ["--url", "memory://x", "--debug", "queues", "delete", name])
     assert debug.exit_code == 1 and "Traceback" in debug.stderr and "QueueNotFound" in debug.stderr
+
+
+def test_without_a_url_every_command_but_emulator_is_refused(name: str) -> None:
+    from click.testing import CliRunner
+
+    from queue_runtime.cli._app import cli
+
+    runner = CliRunner(env={"QUEUE_RUNTIME_URL": None, "GITHUB_WEBHOOK_SECRET": "s"})
+    for args in (
+        ["queues", "create", name],
+        ["queues", "delete", name],
+        ["queues", "stats", name],
+        ["send", name, "x"],
+        ["peek", name],
+        ["receive", name],
+        ["dlq", "list", name],
+        ["dlq", "redrive", name],
+        ["dlq", "purge", name, "--yes"],
+        ["worker", "json:loads", "--queue", name],
+        ["ingress", "github", "--queue", name],
+        ["ingress", "webhook", "--queue", name, "--secret-env", "GITHUB_WEBHOOK_SECRET"],
+    ):
+        refused = runner.invoke(cli, args)
+        assert refused.exit_code == 1, (args, refused.output)
+        assert refused.stderr.startswith("error: ConfigurationError: no queue URL"), args
+        assert "--url" in refused.stderr and "$QUEUE_RUNTIME_URL" in refused.stderr
+        assert refused.stderr.count("\n") == 1 and refused.stdout == "", args
+    # what --url takes, every scheme by name
+    text = " ".join(runner.invoke(cli, ["--help"]).stdout.split())
+    for scheme in ("memory://", "memory://NAME", "sqlite:///", "postgresql://", "sqs://"):
+        assert scheme in text, scheme
+    assert "azure-servicebus://" in text.replace("- ", "-")
+
+
+def test_a_missing_queue_says_how_to_create_it(invoke: Invoke, name: str) -> None:
+    for args in (("send", name, "x"), ("receive", name), ("dlq", "list", name)):
+        missing = invoke(*args)
+        assert missing.exit_code == 1 and missing.stderr.count("\n") == 1, missing.output
+        assert missing.stderr.startswith("error: QueueNotFound:")
+        assert f"create it with: queue-runtime queues create {name}" in missing.stderr
+
+
+def test_send_with_a_session_to_a_queue_without_sessions_is_refused(
+    invoke: Invoke, name: str
+) -> None:
+    invoke("queues", "create", name)
+    for args in (("x",), ("--lines",)):
+        refused = invoke("send", name, *args, "--session", "s", input="a\nb\n")
+        assert refused.exit_code == 1 and refused.stderr.count("\n") == 1, refused.output
+        assert refused.stderr.startswith("error: ValidationError:")
+        assert "has no sessions" in refused.stderr
+    assert json.loads(invoke("receive", name, "--json", "--timeout", "0").stdout) == []
+    bad = invoke("send", name, "x", "--session", "")
+    assert bad.exit_code == 1 and "invalid session id" in bad.stderr
+    # a session queue takes it
+    other = f"{name}-s"
+    invoke("queues", "create", other, "--sessions")
+    assert invoke("send", other, "x", "--session", "s").exit_code == 0
 
 
 def test_worker_and_emulator_need_their_parts(invoke: Invoke, name: str) -> None:

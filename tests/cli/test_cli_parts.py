@@ -7,7 +7,9 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -83,6 +85,7 @@ def test_emulator_servicebus_prints_its_connection_string_and_stops_on_sigint() 
     pytest.importorskip("queue_runtime.testing.servicebus_emulator")
     process = subprocess.Popen(
         [*entry_point(), "emulator", "servicebus", "--port", "0", "--admin-port", "0"],
+        env=_without("QUEUE_RUNTIME_URL"),  # the one command that needs no queue URL
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -94,3 +97,38 @@ def test_emulator_servicebus_prints_its_connection_string_and_stops_on_sigint() 
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
+
+
+def _without(variable: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != variable}
+
+
+def test_emulator_servicebus_without_its_extra_names_the_extra() -> None:
+    """python-qpid-proton missing (its import blocked, as an installation without the extra)."""
+    shim = "import sys; sys.modules['proton'] = None; from queue_runtime.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", shim, "emulator", "servicebus", "--port", "0"],
+        env=_without("QUEUE_RUNTIME_URL"), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: ConfigurationError: the Service Bus emulator needs")
+    assert "pip install 'queue-runtime[emulator]'" in done.stderr and "'proton'" in done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--port", "--admin-port"])
+def test_emulator_servicebus_on_a_port_in_use_names_the_flag(flag: str) -> None:
+    pytest.importorskip("queue_runtime.testing.servicebus_emulator")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        ports = {"--port": "0", "--admin-port": "0", flag: port}
+        done = subprocess.run(
+            [*entry_point(), "emulator", "servicebus", *(x for kv in ports.items() for x in kv)],
+            env=_without("QUEUE_RUNTIME_URL"), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1 and done.stdout == "", done
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: ConfigurationError: the emulator cannot listen:")
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert f"choose another with {flag} (0: any free port" in done.stderr

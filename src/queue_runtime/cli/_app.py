@@ -17,8 +17,9 @@ __all__ = ["cli"]
     "--url",
     envvar="QUEUE_RUNTIME_URL",
     metavar="URL",
-    help="Queue URL (memory://NAME, sqs://?region=..., azure-servicebus://...); "
-    "default $QUEUE_RUNTIME_URL.",
+    help="Queue URL, needed by every command but emulator (default $QUEUE_RUNTIME_URL): "
+    "sqlite:///PATH, postgresql://USER@HOST/DB, sqs://?region=REGION, "
+    "azure-servicebus://[NAMESPACE], memory:// or memory://NAME (this process only).",
 )
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 @click.version_option(__version__, prog_name="queue-runtime")

@@ -7,6 +7,7 @@ arguments, from click), 130 interrupted by SIGINT/SIGTERM before the work was do
 from __future__ import annotations
 
 import asyncio
+import shlex
 import traceback
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -15,7 +16,14 @@ from typing import Any, TypeVar
 
 import click
 
-from queue_runtime import QueueClient, QueueError, create_client
+from queue_runtime import (
+    ConfigurationError,
+    QueueClient,
+    QueueError,
+    QueueNotFound,
+    create_client,
+)
+from queue_runtime.config import URL_ENV_VAR
 
 __all__ = [
     "INTERRUPTED",
@@ -23,6 +31,7 @@ __all__ = [
     "Settings",
     "open_client",
     "pass_settings",
+    "queue_url",
     "run",
 ]
 
@@ -69,9 +78,33 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
+def queue_url(settings: Settings) -> str:
+    """``--url`` or ``$QUEUE_RUNTIME_URL``; neither is a `ConfigurationError`, never a
+    throwaway in-memory broker that forgets everything when the command ends."""
+    if settings.url is None:
+        raise ConfigurationError(
+            f"no queue URL: give --url URL or set ${URL_ENV_VAR} "
+            "(e.g. sqlite:///path/queues.db, sqs://?region=..., azure-servicebus://...)"
+        )
+    return settings.url
+
+
 @asynccontextmanager
-async def open_client(settings: Settings) -> AsyncIterator[QueueClient]:
-    """An open client for ``--url`` (or ``$QUEUE_RUNTIME_URL``), closed on the way out."""
-    client = create_client(settings.url)
+async def open_client(
+    settings: Settings, *, queue: str | None = None
+) -> AsyncIterator[QueueClient]:
+    """An open client for ``--url`` (or ``$QUEUE_RUNTIME_URL``), closed on the way out.
+
+    A `QueueNotFound` from the command's work on ``queue`` says how to create it.
+    """
+    client = create_client(queue_url(settings))
     async with client:
-        yield client
+        try:
+            yield client
+        except QueueNotFound as exc:
+            if queue is None:
+                raise
+            raise QueueNotFound(
+                f"{exc.message}; create it with: queue-runtime queues create {shlex.quote(queue)}"
+                " [--sessions]"
+            ) from exc

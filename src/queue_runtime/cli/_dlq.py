@@ -7,8 +7,8 @@ import click
 from queue_runtime import QueueName
 
 from ._common import INTERRUPTED, Settings, open_client, pass_settings, run
-from ._messages import json_option, show_peeked
-from ._operations import RedriveReport, purge, redrive, stop_on_signals
+from ._messages import json_option, show_messages
+from ._operations import RedriveReport, list_dead_letters, purge, redrive, stop_on_signals
 from ._render import Tracker, echo_json, say
 
 __all__ = ["COMMANDS"]
@@ -30,11 +30,24 @@ def dlq() -> None:
 @dlq.command("list")
 @click.argument("name")
 @click.option("-n", "count", type=click.IntRange(min=1), default=100, show_default=True)
+@_TIMEOUT
 @json_option
 @pass_settings
-def list_(settings: Settings, name: str, count: int, as_json: bool) -> None:
-    """Show the dead letters of NAME with their reasons and descriptions (needs peek)."""
-    show_peeked(settings, QueueName(name), count, dead_letter=True, as_json=as_json)
+def list_(settings: Settings, name: str, count: int, timeout: float, as_json: bool) -> None:
+    """Show up to N dead letters of NAME with their reasons and descriptions.
+
+    Peeked where the adapter can peek. Where it cannot (SQS), they are received and at once
+    released back: each stays a dead letter, but this counts a receive on it (its delivery
+    count grows) and, until released, hides it from other readers.
+    """
+    queue = QueueName(name)
+    show_messages(
+        settings,
+        queue,
+        lambda client: list_dead_letters(client, queue, count, timeout=timeout),
+        dead_letter=True,
+        as_json=as_json,
+    )
 
 
 @dlq.command("redrive")
@@ -60,7 +73,8 @@ def redrive_(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Send dead letters back to NAME (body, attributes, session, ids intact), then remove them.
+    """Send dead letters back to NAME, then remove them: body, attributes, session and
+    correlation id intact, the message id with a redrive suffix (--json lists the new ids).
 
     SIGINT/SIGTERM stop it between batches, never between a send and its complete: nothing
     is lost or sent twice (exit 130).
@@ -68,7 +82,7 @@ def redrive_(
     queue = QueueName(name)
 
     async def main() -> RedriveReport:
-        async with open_client(settings) as client, stop_on_signals() as stop:
+        async with open_client(settings, queue=name) as client, stop_on_signals() as stop:
             with Tracker(f"redriving {name}", total=limit) as tracker:
                 return await redrive(
                     client,
@@ -99,7 +113,7 @@ def redrive_(
     if report.doubled:
         click.echo(
             f"error: {len(report.doubled)} messages were sent back but stayed dead-lettered "
-            f"(lock lost), same message ids: {', '.join(report.doubled)}",
+            f"(lock lost), dead letters: {', '.join(report.doubled)}",
             err=True,
         )
         raise SystemExit(1)
@@ -120,7 +134,7 @@ def purge_(settings: Settings, name: str, yes: bool, timeout: float, as_json: bo
     queue = QueueName(name)
 
     async def main() -> tuple[int, bool]:
-        async with open_client(settings) as client, stop_on_signals() as stop:
+        async with open_client(settings, queue=name) as client, stop_on_signals() as stop:
             with Tracker(f"purging {name}") as tracker:
                 count = await purge(
                     client, queue, timeout=timeout, stop=stop, progress=tracker.advance

@@ -16,7 +16,7 @@ import click
 
 from queue_runtime import ConfigurationError, QueueName, create_client
 
-from ._common import Settings, open_client, pass_settings, run
+from ._common import Settings, open_client, pass_settings, queue_url, run
 from ._operations import stop_on_signals
 from ._render import say
 
@@ -25,11 +25,17 @@ __all__ = ["COMMANDS", "load_handler"]
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _optional(module: str, attribute: str | None, what: str) -> Any:
-    """``module`` (or its ``attribute``), or a `ConfigurationError` naming what is missing."""
+def _optional(module: str, attribute: str | None, what: str, extra: str | None = None) -> Any:
+    """``module`` (or its ``attribute``), or a `ConfigurationError` naming what is missing:
+    the ``pip install`` of ``extra`` when a third-party module is, as `create_client` says it."""
     try:
         loaded = importlib.import_module(module)
     except ImportError as exc:
+        if extra is not None and not (exc.name or "").startswith("queue_runtime"):
+            raise ConfigurationError(
+                f"{what} needs an extra: pip install 'queue-runtime[{extra}]' "
+                f"(missing module {exc.name!r})"
+            ) from exc
         raise ConfigurationError(
             f"{what} is not available in this installation (missing module {exc.name!r})"
         ) from exc
@@ -90,7 +96,7 @@ def worker(
     processor_type = _optional("queue_runtime", "Processor", "the worker (queue_runtime.Processor)")
 
     async def main() -> None:
-        async with open_client(settings) as client:
+        async with open_client(settings, queue=queue) as client:
             processor = processor_type(
                 client,
                 queue,
@@ -124,11 +130,15 @@ def servicebus(port: int, host: str, admin_port: int) -> None:
         "queue_runtime.testing.servicebus_emulator",
         "ServiceBusEmulator",
         "the Service Bus emulator",
+        extra="emulator",
     )
 
     async def main() -> None:
         instance = emulator_type(port, host=host, admin_port=None if admin_port < 0 else admin_port)
-        await _maybe_await(instance.start())
+        try:
+            await _maybe_await(instance.start())
+        except OSError as exc:  # a port in use names the flag that changes it
+            raise ConfigurationError(f"the emulator cannot listen: {exc}") from exc
         try:
             # the handlers go in before the connection string is printed: whoever reads it may
             # stop the emulator at once
@@ -263,11 +273,12 @@ def webhook(
 def _serve(settings: Settings, factory: str, host: str, port: int, **options: Any) -> None:
     """Serve ``queue_runtime.ingress.<factory>(client, **options)`` under uvicorn until
     SIGINT/SIGTERM; the app opens and closes the client."""
-    build = _optional("queue_runtime.ingress", factory, "the ingress (extra [ingress])")
-    _optional("uvicorn", None, "the ingress server (extra [ingress])")
+    url = queue_url(settings)
+    build = _optional("queue_runtime.ingress", factory, "the ingress", extra="ingress")
+    _optional("uvicorn", None, "the ingress server", extra="ingress")
     import uvicorn
 
-    app = build(create_client(settings.url), close_client=True, **options)
+    app = build(create_client(url), close_client=True, **options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
 
     class Server(uvicorn.Server):

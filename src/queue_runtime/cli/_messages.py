@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import click
 
-from queue_runtime import BatchSendError, Message, QueueName
+from queue_runtime import BatchSendError, Message, QueueClient, QueueName, ReceivedMessage
 
 from ._common import Settings, open_client, pass_settings, run
+from ._operations import check_sessions
 from ._operations import peek as peek_messages
 from ._operations import receive as receive_messages
 from ._render import Tracker, echo_json, message_record, print_messages, say
 
-__all__ = ["COMMANDS", "json_option", "parse_attributes", "show_peeked"]
+__all__ = ["COMMANDS", "json_option", "parse_attributes", "show_messages"]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -94,7 +95,9 @@ def send(
 
     async def main() -> list[str]:
         ids: list[str] = []
-        async with open_client(settings) as client:
+        async with open_client(settings, queue=name) as client:
+            if session_id is not None:
+                await check_sessions(client, queue, session_id)
             if not lines:
                 data = sys.stdin.buffer.read() if source is None else source
                 ids.append(await client.send_message(queue, message(data, message_id)))
@@ -137,23 +140,30 @@ def peek(
     as_json: bool,
 ) -> None:
     """Show up to N messages of NAME in order without locking them or counting a delivery."""
-    show_peeked(settings, QueueName(name), count, dead_letter, as_json, from_sequence)
+    queue = QueueName(name)
+    target = queue.dead_letter if dead_letter else queue
+    show_messages(
+        settings,
+        queue,
+        lambda client: peek_messages(client, target, count, from_sequence=from_sequence),
+        dead_letter=dead_letter,
+        as_json=as_json,
+    )
 
 
-def show_peeked(
+def show_messages(
     settings: Settings,
     queue: QueueName,
-    count: int,
+    fetch: Callable[[QueueClient], Awaitable[list[ReceivedMessage]]],
+    *,
     dead_letter: bool,
     as_json: bool,
-    from_sequence: int | None = None,
 ) -> None:
-    """Peek at ``queue`` (or its dead letters) and print a table, or JSON records."""
-    target = queue.dead_letter if dead_letter else queue
+    """Print what ``fetch`` finds on ``queue`` (or its dead letters) as a table, or JSON."""
 
     async def main() -> list[dict[str, object]] | None:
-        async with open_client(settings) as client:
-            found = await peek_messages(client, target, count, from_sequence=from_sequence)
+        async with open_client(settings, queue=queue) as client:
+            found = await fetch(client)
             if as_json:
                 return [message_record(m) for m in found]
             print_messages(found, dead_letter=dead_letter)
@@ -176,7 +186,7 @@ def show_peeked(
     type=click.FloatRange(min=0),
     default=2.0,
     show_default=True,
-    help="Seconds to wait for the first message.",
+    help="Seconds to wait for a message: the first, and each further page of up to 10.",
 )
 @json_option
 @pass_settings
@@ -193,6 +203,8 @@ def receive(
 ) -> None:
     """Receive up to N messages of NAME (on a session queue: session ID, or the next one).
 
+    Asks page after page until N, or until a page finds nothing within --timeout.
+
     Without --complete or --abandon the messages stay locked until their lock lapses (on a
     session queue: until the session is released when the command ends), then come back.
     """
@@ -202,7 +214,7 @@ def receive(
     target = queue.dead_letter if dead_letter else queue
 
     async def main() -> list[dict[str, object]]:
-        async with open_client(settings) as client:
+        async with open_client(settings, queue=name) as client:
             got = await receive_messages(
                 client, target, count, session_id=session_id, timeout=timeout
             )

@@ -25,6 +25,8 @@ from queue_runtime import (
     QueueName,
     ReceivedMessage,
     SessionClient,
+    SessionId,
+    SessionLocked,
     UnsupportedOperation,
     ValidationError,
 )
@@ -32,6 +34,8 @@ from queue_runtime import (
 __all__ = [
     "RedriveReport",
     "StopSignal",
+    "check_sessions",
+    "list_dead_letters",
     "peek",
     "purge",
     "receive",
@@ -137,8 +141,10 @@ async def receive(
 ) -> Received:
     """Up to ``count`` messages; on a session queue, from the named session or the next one.
 
-    Waits up to ``timeout`` for the first message, then takes what is ready. Where the queue
-    turns out to need sessions, the next available session is accepted.
+    Asks page after page (a provider gives at most 10 at once), each waiting up to
+    ``timeout``, until ``count`` or a page comes back empty: a zero wait would stop early where
+    a provider answers an instant poll with less than it has (SQS). Where the queue turns out
+    to need sessions, the next available session is accepted.
     """
     session: SessionClient | None = None
     if session_id is not None:
@@ -158,13 +164,17 @@ async def receive(
                 return Received([], None)
         else:
             more = await _more(
-                first, count, lambda n: client.receive_messages(queue, max_messages=n, timeout=0)
+                first,
+                count,
+                lambda n: client.receive_messages(queue, max_messages=n, timeout=timeout),
             )
             return Received(more, None)
     assert session is not None
     held = session
     first = await held.receive_messages(max_messages=min(_PAGE, count), timeout=timeout)
-    messages = await _more(first, count, lambda n: held.receive_messages(max_messages=n, timeout=0))
+    messages = await _more(
+        first, count, lambda n: held.receive_messages(max_messages=n, timeout=timeout)
+    )
     return Received(messages, held)
 
 
@@ -180,6 +190,36 @@ async def _more(
             break
         messages.extend(page)
     return messages
+
+
+async def check_sessions(client: QueueClient, queue: QueueName, session_id: str) -> None:
+    """Refuse ``session_id`` for a queue without sessions (a provider would keep it as mere
+    data, and nothing would order by it), by accepting that session for a moment."""
+    SessionId(session_id)  # a bad id is a ValidationError of its own
+    try:
+        session = await client.accept_session(queue, session_id, timeout=0)
+    except SessionLocked:
+        return  # someone holds it: the queue has sessions
+    except ValidationError as refused:
+        raise ValidationError(
+            f"queue {str(queue)!r} has no sessions: send without --session, or use a queue "
+            "made with 'queues create NAME --sessions'"
+        ) from refused
+    if session is not None:
+        await session.close()
+
+
+async def list_dead_letters(
+    client: QueueClient, queue: QueueName, count: int, *, timeout: float
+) -> list[ReceivedMessage]:
+    """Up to ``count`` dead letters of ``queue``, peeked where the adapter can peek; else
+    received (each page waiting up to ``timeout``) and given straight back, which counts a
+    delivery on each but leaves every one where it was."""
+    if "peek" in client.capabilities:
+        return await peek(client, queue.dead_letter, count)
+    got = await receive(client, queue.dead_letter, count, session_id=None, timeout=timeout)
+    await _abandon(client, got.messages)
+    return sorted(got.messages, key=lambda m: (m.enqueued_timestamp, m.sequence_number or 0))
 
 
 _REDRIVE_SUFFIX = re.compile(r"~r[0-9a-f]{12}\Z")
@@ -221,12 +261,16 @@ def resend(message: ReceivedMessage) -> Message:
 
 @dataclass
 class RedriveReport:
-    """What a redrive did: ``moved`` are back in the queue and gone from the dead letters."""
+    """What a redrive did: ``moved`` are the ids of the copies now in the queue (`redrive_id`),
+    whose dead letters are gone."""
 
     moved: list[str] = field(default_factory=list)
-    #: Sent back, but their dead letter could not be completed: they may be redriven again
-    #: (with the same redrive id, which a deduplicating provider drops).
+    #: Dead letters (their own ids) sent back whose dead letter could not be completed: they
+    #: are in both places and may be redriven again (with the same redrive id, which a
+    #: deduplicating provider drops).
     doubled: list[str] = field(default_factory=list)
+    #: Stopped by a signal with dead letters possibly left; a signal that came once the
+    #: dead-letter queue had answered empty (or ``limit`` was reached) stops nothing.
     interrupted: bool = False
 
     @property
@@ -259,15 +303,19 @@ async def redrive(
     sent: set[str] = set()  # ids sent back (or maybe sent) in this run
     cleaned: set[str] = set()  # doubled ids whose leftover dead letter we tried to complete
     try:
-        while not stop.requested() and (limit is None or report.handled < limit):
+        while limit is None or report.handled < limit:
+            if stop.requested():
+                report.interrupted = True
+                break
             want = batch_size if limit is None else min(batch_size, limit - report.handled)
             received = await client.receive_messages(
                 dead_letter, max_messages=want, timeout=timeout
             )
             if not received:
-                break
+                break  # done, whether or not a signal came during this last wait
             if stop.requested():  # arrived while we waited: leave them for the next run
                 await _abandon(client, received)
+                report.interrupted = True
                 break
             batch: list[ReceivedMessage] = []
             leftovers: list[ReceivedMessage] = []
@@ -291,7 +339,6 @@ async def redrive(
                 progress(len(batch))
     finally:
         await _abandon(client, list(skipped.values()))
-    report.interrupted = stop.requested()
     return report
 
 
@@ -305,9 +352,10 @@ async def _clean_up(
         done = set(partial.settled)
     else:
         done = {m.message_id for m in leftovers}
-    for identity in done:
-        report.doubled.remove(identity)
-        report.moved.append(identity)
+    for message in leftovers:
+        if message.message_id in done:
+            report.doubled.remove(message.message_id)
+            report.moved.append(redrive_id(message))
 
 
 async def _move(
@@ -340,7 +388,7 @@ async def _complete(
             await client.complete_messages(pending)
         except BatchSettleError as partial:
             settled = set(partial.settled)
-            report.moved.extend(m.message_id for m in pending if m.message_id in settled)
+            report.moved.extend(redrive_id(m) for m in pending if m.message_id in settled)
             retry = {i for i, error in partial.failed if error.retryable and not attempt}
             retry -= set(partial.unknown)
             for message in pending:
@@ -354,17 +402,23 @@ async def _complete(
             if not pending:
                 return
         else:
-            report.moved.extend(m.message_id for m in pending)
+            report.moved.extend(redrive_id(m) for m in pending)
             return
 
 
 async def _abandon(client: QueueClient, messages: Sequence[ReceivedMessage]) -> None:
-    """Give messages back (best effort: an expired lock has given them back already)."""
-    for message in messages:
-        try:
-            await client.abandon_message(message)
-        except QueueError as exc:
-            _log.debug("could not abandon %s: %s", message.message_id, exc)
+    """Give messages back in as few calls as the provider allows (best effort: one whose lock
+    lapsed is back already, and any other comes back when its lock lapses)."""
+    if not messages:
+        return
+    try:
+        await client.abandon_messages(messages)
+    except QueueError as exc:
+        _log.debug("could not abandon every message of %s: %s", _ids(messages), exc)
+
+
+def _ids(messages: Sequence[ReceivedMessage]) -> str:
+    return ", ".join(m.message_id for m in messages)
 
 
 async def purge(

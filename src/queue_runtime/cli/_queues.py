@@ -88,7 +88,7 @@ def stats(settings: Settings, name: str, as_json: bool) -> None:
     (``get_queue_statistics``; where it cannot, this says so and exits 1)."""
 
     async def main() -> dict[str, object]:
-        async with open_client(settings) as client:
+        async with open_client(settings, queue=name) as client:
             if "statistics" not in client.capabilities:
                 raise UnsupportedOperation(
                     f"{type(client).__name__} cannot count the messages of a queue "

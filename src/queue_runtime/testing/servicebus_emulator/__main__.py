@@ -53,7 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         sas_key=sas_key,
         admin_port=None if args.admin_port < 0 else args.admin_port,
     )
-    emulator.start()
+    try:
+        emulator.start()
+    except OSError as exc:  # a port in use names the flag that changes it (PortInUse)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    # the handlers go in before the connection string is printed: whoever reads it may stop
+    # the emulator at once, and that is a clean stop (exit 0), not a KeyboardInterrupt
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         for spec in args.queue:
             name, _, kind = spec.partition(":")
@@ -63,12 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(emulator.connection_string, flush=True)
         if emulator.admin_endpoint is not None:
             print(f"management API: http://{emulator.admin_endpoint}", flush=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
     finally:
         emulator.stop()

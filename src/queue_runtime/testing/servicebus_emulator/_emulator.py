@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import threading
 import time
@@ -14,7 +15,20 @@ from typing import Any
 from ._broker import Broker
 from ._store import BrokerError, QueueOptions, Store
 
-__all__ = ["ServiceBusEmulator", "running_emulator"]
+__all__ = ["PortInUse", "ServiceBusEmulator", "running_emulator"]
+
+
+class PortInUse(OSError):
+    """A port the emulator was asked to listen on is taken; says which one and the command-line
+    flag that chooses another (both command lines name them alike)."""
+
+    def __init__(self, what: str, option: str, host: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"{what} port {port} on {host} is already in use")
+        #: The flag and its special values, e.g. ``--port (0: any free port)``.
+        self.option = option
+
+    def __str__(self) -> str:
+        return f"{self.strerror}: choose another with {self.option}"
 
 
 class _QuietResets(logging.Filter):
@@ -117,14 +131,24 @@ class ServiceBusEmulator:
             broker.adopt(connection, address)
             injector.trigger(ApplicationEvent("emulator_adopt"))
 
+        free = "0: any free port"
+        listening = (
+            "management API",
+            f"--admin-port ({free}, -1: none)",
+            self._requested_admin_port,
+        )
         try:
             self._admin = AdminServer(self, self._host, self._requested_admin_port)
             self._admin.start()
+            listening = ("AMQP", f"--port ({free})", self._requested_port)
             self._front = FrontDoor(
                 self._host, self._requested_port, amqp=to_reactor, other=self._admin.handle
             )
-        except OSError:
+        except OSError as exc:
             self.stop()
+            what, option, port = listening
+            if exc.errno == errno.EADDRINUSE and port is not None:
+                raise PortInUse(what, option, self._host, port) from exc
             raise
         self._port = self._front.port
         self._front.start()
