@@ -227,11 +227,12 @@ def validate_message(
     message: Message,
     *,
     max_size: int,
-    requires_session: bool,
+    requires_session: bool | None,
 ) -> int:
     """Check ``message`` against the contract; return its size in bytes (body + attributes).
 
-    Raises `ValidationError` naming the first broken rule.
+    ``requires_session`` is the target queue's (None: unknown, the provider checks). Raises
+    `ValidationError` naming the first broken rule.
     """
     if type(message) is not Message:
         raise ValidationError(f"expected a Message, not {type(message).__name__}")
@@ -244,6 +245,12 @@ def validate_message(
     session_id = message.session_id
     if session_id is not None:
         check_session_id(session_id)
+        if requires_session is False:
+            # nothing would keep the session's order: refused, never silently ignored
+            raise ValidationError(
+                "this queue has no sessions: send without a session_id, or create the queue "
+                "with requires_session=True"
+            )
     elif requires_session:
         raise ValidationError("this queue requires sessions: the message needs a session_id")
     if message.attributes:

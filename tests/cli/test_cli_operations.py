@@ -10,7 +10,7 @@ import pytest
 
 import queue_runtime as qr
 from queue_runtime.adapters.memory import InMemoryQueueClient
-from queue_runtime.cli._operations import StopSignal, check_sessions, redrive
+from queue_runtime.cli._operations import StopSignal, redrive
 
 
 async def _setup(client: qr.QueueClient, count: int) -> qr.QueueName:
@@ -78,18 +78,3 @@ async def test_a_stop_before_the_first_batch_moves_nothing() -> None:
         assert report.interrupted and report.moved == []
         counts = await client.get_queue_statistics(queue)
         assert (counts.active, counts.dead_letter, counts.locked) == (0, 2, 0)
-
-
-@pytest.mark.asyncio
-async def test_a_session_held_elsewhere_passes_the_session_check() -> None:
-    async with InMemoryQueueClient() as client:
-        queue = qr.QueueName("prs")
-        await client.create_queue(queue, requires_session=True)
-        held = await client.accept_session(queue, "pr-1")  # as a worker would
-        assert held is not None
-        async with held:
-            await check_sessions(client, queue, "pr-1")
-        await check_sessions(client, queue, "pr-1")
-        await client.create_queue("plain")
-        with pytest.raises(qr.ValidationError, match="has no sessions"):
-            await check_sessions(client, qr.QueueName("plain"), "pr-1")

@@ -10,7 +10,6 @@ import click
 from queue_runtime import BatchSendError, Message, QueueClient, QueueName, ReceivedMessage
 
 from ._common import Settings, open_client, pass_settings, run
-from ._operations import check_sessions
 from ._operations import peek as peek_messages
 from ._operations import receive as receive_messages
 from ._render import Tracker, echo_json, message_record, print_messages, say
@@ -96,8 +95,6 @@ def send(
     async def main() -> list[str]:
         ids: list[str] = []
         async with open_client(settings, queue=name) as client:
-            if session_id is not None:
-                await check_sessions(client, queue, session_id)
             if not lines:
                 data = sys.stdin.buffer.read() if source is None else source
                 ids.append(await client.send_message(queue, message(data, message_id)))
@@ -216,15 +213,12 @@ def receive(
     async def main() -> list[dict[str, object]]:
         async with open_client(settings, queue=name) as client:
             got = await receive_messages(
-                client, target, count, session_id=session_id, timeout=timeout
+                client, target, count, session_id=session_id, timeout=timeout, complete=complete
             )
             settler = got.session or client
             try:
-                for message in got.messages:
-                    if complete:
-                        await settler.complete_message(message)
-                    elif abandon:
-                        await settler.abandon_message(message)
+                if abandon and got.messages:
+                    await settler.abandon_messages(got.messages)
             finally:
                 if got.session is not None:
                     await got.session.close()

@@ -25,8 +25,6 @@ from queue_runtime import (
     QueueName,
     ReceivedMessage,
     SessionClient,
-    SessionId,
-    SessionLocked,
     UnsupportedOperation,
     ValidationError,
 )
@@ -34,7 +32,6 @@ from queue_runtime import (
 __all__ = [
     "RedriveReport",
     "StopSignal",
-    "check_sessions",
     "list_dead_letters",
     "peek",
     "purge",
@@ -138,13 +135,16 @@ async def receive(
     *,
     session_id: str | None,
     timeout: float,
+    complete: bool = False,
 ) -> Received:
     """Up to ``count`` messages; on a session queue, from the named session or the next one.
 
     Asks page after page (a provider gives at most 10 at once), each waiting up to
     ``timeout``, until ``count`` or a page comes back empty: a zero wait would stop early where
     a provider answers an instant poll with less than it has (SQS). Where the queue turns out
-    to need sessions, the next available session is accepted.
+    to need sessions, the next available session is accepted. With ``complete`` each page is
+    completed before the next is asked for (SQS hands out no more of a session while some of
+    it is held).
     """
     session: SessionClient | None = None
     if session_id is not None:
@@ -167,13 +167,17 @@ async def receive(
                 first,
                 count,
                 lambda n: client.receive_messages(queue, max_messages=n, timeout=timeout),
+                client.complete_messages if complete else None,
             )
             return Received(more, None)
     assert session is not None
     held = session
     first = await held.receive_messages(max_messages=min(_PAGE, count), timeout=timeout)
     messages = await _more(
-        first, count, lambda n: held.receive_messages(max_messages=n, timeout=timeout)
+        first,
+        count,
+        lambda n: held.receive_messages(max_messages=n, timeout=timeout),
+        held.complete_messages if complete else None,
     )
     return Received(messages, held)
 
@@ -182,31 +186,17 @@ async def _more(
     first: list[ReceivedMessage],
     count: int,
     receive_more: Callable[[int], Awaitable[list[ReceivedMessage]]],
+    settle: Callable[[list[ReceivedMessage]], Awaitable[None]] | None,
 ) -> list[ReceivedMessage]:
-    messages = list(first)
-    while messages and len(messages) < count:
-        page = await receive_more(min(_PAGE, count - len(messages)))
-        if not page:
+    messages, page = list(first), first
+    while page:
+        if settle is not None:
+            await settle(page)
+        if len(messages) >= count:
             break
+        page = await receive_more(min(_PAGE, count - len(messages)))
         messages.extend(page)
     return messages
-
-
-async def check_sessions(client: QueueClient, queue: QueueName, session_id: str) -> None:
-    """Refuse ``session_id`` for a queue without sessions (a provider would keep it as mere
-    data, and nothing would order by it), by accepting that session for a moment."""
-    SessionId(session_id)  # a bad id is a ValidationError of its own
-    try:
-        session = await client.accept_session(queue, session_id, timeout=0)
-    except SessionLocked:
-        return  # someone holds it: the queue has sessions
-    except ValidationError as refused:
-        raise ValidationError(
-            f"queue {str(queue)!r} has no sessions: send without --session, or use a queue "
-            "made with 'queues create NAME --sessions'"
-        ) from refused
-    if session is not None:
-        await session.close()
 
 
 async def list_dead_letters(

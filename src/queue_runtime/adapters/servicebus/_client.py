@@ -279,7 +279,7 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
     async def send_message(self, queue: QueueName | str, message: Message) -> MessageId:
         path, settings = await self._target(queue)
         size = validate_message(
-            message, max_size=self._max_size, requires_session=settings.requires_session
+            message, max_size=self._max_size, requires_session=_requires_session(settings)
         )
         outgoing = encode(message, _default_ttl(settings))
         attributes = message.attributes
@@ -300,7 +300,7 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
         messages = list(message_sequence(messages))
         for message in messages:
             validate_message(
-                message, max_size=self._max_size, requires_session=settings.requires_session
+                message, max_size=self._max_size, requires_session=_requires_session(settings)
             )
         if not messages:
             return []
@@ -575,3 +575,9 @@ def _batch_error(
         unknown=current if unknown else (),
         retryable=exc.retryable,
     )
+
+
+def _requires_session(settings: QueueSettings) -> bool | None:
+    """Whether the queue needs sessions; None when its settings could not be read (a key
+    without the Manage right): then the service refuses what does not fit."""
+    return None if settings is UNKNOWN_SETTINGS else settings.requires_session

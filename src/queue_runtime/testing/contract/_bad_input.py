@@ -167,6 +167,16 @@ class BadInputContract(ContractFixtures):
                 await client.accept_session(session_queue, session_id)
         await assert_sessions_hold(client, contract_target, session_queue, {"s": [SENTINEL]})
 
+    async def test_a_session_id_on_a_queue_without_sessions_is_refused(
+        self, client: qr.QueueClient, contract_target: ContractTarget, queue: qr.QueueName
+    ) -> None:
+        """Nothing there would keep the session's order: refused, never silently ignored."""
+        with pytest.raises(qr.ValidationError):
+            await client.send_message(queue, qr.Message(b"x", session_id="s"))
+        with pytest.raises(qr.ValidationError):
+            await client.send_messages(queue, [qr.Message(b"ok"), qr.Message(b"x", session_id="s")])
+        await assert_holds(client, contract_target, queue, [])
+
     async def test_wrong_kind_of_queue_raises_validation_error(
         self,
         client: qr.QueueClient,
