@@ -21,6 +21,17 @@ import sys
 import time
 import uuid
 
+from _report import Failed, needs, progress, run, verdict
+
+with needs("ingress"):
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from queue_runtime.ingress import github_app
+
 SECRET = "bench-secret"
 TARGET = 0.7
 PAYLOAD = json.dumps(
@@ -45,11 +56,6 @@ def bare_app() -> object:
     import hashlib
     import hmac
 
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
     key = SECRET.encode()
 
     async def webhook(request: Request) -> Response:
@@ -66,7 +72,6 @@ def bare_app() -> object:
 def ingress_app() -> object:
     """The ingress into a session queue of a named in-memory broker (created first)."""
     import queue_runtime as qr
-    from queue_runtime.ingress import github_app
 
     async def create() -> None:
         async with qr.create_client("memory://bench") as setup:
@@ -77,8 +82,6 @@ def ingress_app() -> object:
 
 
 def serve(kind: str, port: int) -> None:
-    import uvicorn
-
     app = bare_app() if kind == "bare" else ingress_app()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)  # type: ignore[arg-type]
 
@@ -150,7 +153,7 @@ async def _round(pid: int, port: int, requests: int, connections: int) -> tuple[
     elapsed = time.perf_counter() - start
     used = _cpu_seconds(pid) - cpu
     if accepted != sum(share):
-        raise SystemExit(f"only {accepted} of {sum(share)} posts were accepted")
+        raise Failed(f"only {accepted} of {sum(share)} posts were accepted")
     return sum(share) / elapsed, (sum(share) / used if used > 0 else 0.0)
 
 
@@ -173,12 +176,15 @@ def main() -> None:
     best = {"bare": 0.0, "ingress": 0.0}
     per_cpu = {"bare": 0.0, "ingress": 0.0}
     try:
+        progress.step("starting the two servers")
         for _, port in servers.values():
             asyncio.run(_wait_listening(port))
-        for process, port in servers.values():  # warm-up
+        progress.step("warming up")
+        for process, port in servers.values():
             asyncio.run(_round(process.pid, port, min(args.requests, 400), args.connections))
-        for _ in range(args.repeat):
+        for round_ in range(args.repeat):
             for kind, (process, port) in servers.items():
+                progress.step(f"round {round_ + 1}/{args.repeat}: {kind}, {args.requests} posts")
                 rate, cpu_rate = asyncio.run(
                     _round(process.pid, port, args.requests, args.connections)
                 )
@@ -198,9 +204,9 @@ def main() -> None:
             f"per server CPU second       : {per_cpu['bare']:9.0f} / {per_cpu['ingress']:.0f}"
             f" posts ({cpu_ratio:.2f}x; steadier on a busy machine)"
         )
-    verdict = "ok" if ratio >= TARGET else "MISS"
-    print(f"ratio ingress/bare          : {ratio:9.2f}x (target >= {TARGET}x) {verdict}")
+    judged = verdict(ratio >= TARGET, f"ingress/bare >= {TARGET}x")
+    print(f"ratio ingress/bare          : {ratio:9.2f}x (target >= {TARGET}x) {judged}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

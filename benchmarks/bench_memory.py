@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from collections.abc import Awaitable, Callable
+
+from _report import progress, run, verdict
 
 import queue_runtime as qr
 
@@ -75,7 +76,7 @@ def kombu_memory(n: int) -> None:
 def measure(run: Callable[[], Awaitable[None] | None], repeat: int, label: str = "") -> float:
     best = float("inf")
     for attempt in range(repeat):
-        print(f"  {label} run {attempt + 1}/{repeat} ...", file=sys.stderr, flush=True)
+        progress.step(f"{label} run {attempt + 1}/{repeat}")
         start = time.perf_counter()
         result = run()
         if result is not None:
@@ -107,8 +108,8 @@ def main() -> None:
     cases.append(("queue-runtime memory, batches of 100", lambda: adapter_batches(n), 0.25))
     best = dict.fromkeys((label for label, _, _ in cases), float("inf"))
     for round_ in range(args.repeat):
-        for label, run, _ in cases:
-            best[label] = min(best[label], measure(run, 1, f"round {round_ + 1}: {label}"))
+        for label, case, _ in cases:
+            best[label] = min(best[label], measure(case, 1, f"round {round_ + 1}: {label}"))
     rows = [(label, n / best[label], target) for label, _, target in cases]
     baseline = rows[0][1]
 
@@ -116,9 +117,13 @@ def main() -> None:
     print(f"{'':40} {'msgs/s':>12} {'vs baseline':>12} {'target':>8}")
     for label, rate, target in rows:
         ratio = rate / baseline
-        verdict = "" if target is None else f">={target:.2f}x {'ok' if ratio >= target else 'MISS'}"
-        print(f"{label:40} {rate:12,.0f} {ratio:11.2f}x {verdict:>8}")
+        judged = (
+            ""
+            if target is None
+            else f">={target:.2f}x {verdict(ratio >= target, f'{label} >= {target:.2f}x')}"
+        )
+        print(f"{label:40} {rate:12,.0f} {ratio:11.2f}x {judged:>8}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -17,6 +17,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from _report import progress, run, verdict
+
 import queue_runtime as qr
 from queue_runtime import telemetry
 from queue_runtime.adapters.memory import InMemoryQueueClient
@@ -93,12 +95,16 @@ async def _once(scenario: Scenario, sessions: int, per: int) -> float:
         return elapsed
 
 
-def measure(loop: Scenario, sessions: int, per: int, repeat: int) -> tuple[float, float]:
+def measure(
+    label: str, loop: Scenario, sessions: int, per: int, repeat: int
+) -> tuple[float, float]:
     """Best rates (msg/s) of the hand-written loop and of the processor, run alternately so
     that a noisy machine slows both alike."""
     best_loop = best_processor = float("inf")
-    for _ in range(repeat):
+    for round_ in range(repeat):
+        progress.step(f"{label}: loop, round {round_ + 1}/{repeat}")
         best_loop = min(best_loop, asyncio.run(_once(loop, sessions, per)))
+        progress.step(f"{label}: processor, round {round_ + 1}/{repeat}")
         best_processor = min(best_processor, asyncio.run(_once(processor, sessions, per)))
     total = (sessions or 1) * per
     return total / best_loop, total / best_processor
@@ -134,25 +140,24 @@ def main() -> None:
     ]
     print(f"{'':34} {'loop msg/s':>11} {'processor':>11} {'ratio':>7}  target")
     for label, sessions, per, loop in cases:
-        baseline, rate = measure(loop, sessions, per, args.repeat)
+        baseline, rate = measure(label, loop, sessions, per, args.repeat)
         ratio = rate / baseline
-        ok = ratio >= 0.5 and rate >= 20_000
-        verdict = "ok" if ok else "MISS"
-        print(f"{label:34} {baseline:11,.0f} {rate:11,.0f} {ratio:6.2f}x  >=0.50x, >=20k {verdict}")
+        judged = verdict(ratio >= 0.5 and rate >= 20_000, f"{label} >= 0.50x and >= 20k msg/s")
+        print(f"{label:34} {baseline:11,.0f} {rate:11,.0f} {ratio:6.2f}x  >=0.50x, >=20k {judged}")
     try:
         exporter = tracing_on()
     except ImportError:
-        print("tracing: opentelemetry-sdk is not installed (pip install -e '.[dev]'): skipped")
+        print("tracing: opentelemetry-sdk is not installed (pip install -e '.[testing]'): skipped")
         return
     for label, sessions, per, loop in cases:
-        baseline, rate = measure(loop, sessions, per, args.repeat)
+        traced = label + ", traced"
+        baseline, rate = measure(traced, loop, sessions, per, args.repeat)
         exporter.clear()  # type: ignore[attr-defined]
         ratio = rate / baseline
-        verdict = "ok" if ratio >= 0.3 else "MISS"
-        traced = label + ", traced"
-        print(f"{traced:34} {baseline:11,.0f} {rate:11,.0f} {ratio:6.2f}x  >=0.30x {verdict}")
+        judged = verdict(ratio >= 0.3, f"{traced} >= 0.30x")
+        print(f"{traced:34} {baseline:11,.0f} {rate:11,.0f} {ratio:6.2f}x  >=0.30x {judged}")
     telemetry.configure()
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

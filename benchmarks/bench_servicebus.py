@@ -22,7 +22,6 @@ anything else running share its cores).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import socket
@@ -32,11 +31,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from azure.servicebus import ServiceBusMessage
-from azure.servicebus.aio import ServiceBusClient
+from _report import Failed, needs, progress, run, verdict
 
 import queue_runtime as qr
-from queue_runtime.adapters.servicebus import ServiceBusQueueClient
+
+with needs("azure"):
+    from azure.servicebus import ServiceBusMessage
+    from azure.servicebus.aio import ServiceBusClient
+
+    from queue_runtime.adapters.servicebus import ServiceBusQueueClient
+with needs("emulator"):
+    from queue_runtime.testing import servicebus_emulator
 
 TARGET = 1.2
 
@@ -106,7 +111,7 @@ def emulator() -> Iterator[tuple[str, str]]:
         [
             sys.executable,
             "-m",
-            "queue_runtime.testing.servicebus_emulator",
+            servicebus_emulator.__name__,
             "--port",
             str(port),
             "--admin-port",
@@ -120,6 +125,8 @@ def emulator() -> Iterator[tuple[str, str]]:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", admin), 1):
                 break
             time.sleep(0.1)
+        else:
+            raise Failed(f"the emulator's admin port 127.0.0.1:{admin} did not answer")
         conn = (
             f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
             "SharedAccessKey=emulator;UseDevelopmentEmulator=true"
@@ -137,9 +144,9 @@ async def timed(run: Callable[[], Awaitable[None]]) -> float:
     return time.perf_counter() - started
 
 
-async def main(messages: int, size: int, rounds: int) -> int:
+async def main(messages: int, size: int, rounds: int) -> None:
     data = bodies(messages)
-    misses = 0
+    progress.step("starting the emulator, opening links")
     with emulator() as (conn, admin):
         config = qr.AzureServiceBusConfig(connection_string=conn, admin_endpoint=admin)
         async with (
@@ -163,14 +170,16 @@ async def main(messages: int, size: int, rounds: int) -> int:
                 "raw-batch": lambda d: raw_batches(links["raw-batch"], d, size),
                 "batch": lambda d: adapter_batches(client, queues["batch"], d, size),
             }
-            for run in paths.values():
-                await run(data[:20])
+            progress.step("warming up")
+            for path in paths.values():
+                await path(data[:20])
             best = dict.fromkeys(paths, float("inf"))
             order = list(paths)
-            for _ in range(rounds):
+            for round_ in range(rounds):
                 for name in order:
-                    run = paths[name]
-                    best[name] = min(best[name], await timed(lambda run=run: run(data)))
+                    path = paths[name]
+                    progress.step(f"round {round_ + 1}/{rounds}: {name}, {messages} messages")
+                    best[name] = min(best[name], await timed(lambda path=path: path(data)))
                 order.reverse()  # neither side always goes first
             for queue in queues.values():
                 await client.delete_queue(queue)
@@ -180,14 +189,12 @@ async def main(messages: int, size: int, rounds: int) -> int:
         ("batches", "raw-batch", "batch"),
     ):
         ratio = best[ours] / best[raw]
-        verdict = "ok" if ratio <= TARGET else "MISS"
-        misses += verdict == "MISS"
+        judged = verdict(ratio <= TARGET, f"{label}: adapter <= {TARGET}x the raw SDK's time")
         print(
             f"  {label:14} raw SDK {best[raw]:7.2f} s ({messages / best[raw]:7.0f}/s)  "
             f"adapter {best[ours]:7.2f} s ({messages / best[ours]:7.0f}/s)  "
-            f"ratio {ratio:4.2f}x (target <= {TARGET}x) {verdict}"
+            f"ratio {ratio:4.2f}x (target <= {TARGET}x) {judged}"
         )
-    return misses
 
 
 if __name__ == "__main__":
@@ -196,4 +203,4 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    sys.exit(1 if asyncio.run(main(args.messages, args.batch, args.rounds)) else 0)
+    run(lambda: main(args.messages, args.batch, args.rounds))

@@ -27,11 +27,12 @@ import os
 import secrets
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from _report import progress, refuse, require, run, verdict
 
 import queue_runtime as qr
 
@@ -270,18 +271,31 @@ def line(name: str, figures: list[float]) -> None:
     print(f"  {name:<34} {median(figures):>10,.0f} msg/s{spread(figures)}")
 
 
-def report(name: str, figures: list[float], baseline: float, target: float) -> bool:
+def report(name: str, figures: list[float], baseline: float, target: float) -> None:
     figure = median(figures)
     ratio = figure / baseline
-    verdict = "ok" if ratio >= target else "MISS"
+    judged = verdict(ratio >= target, f"{name} >= {target:g}x")
     print(
         f"  {name:<34} {figure:>10,.0f} msg/s  {ratio:6.2f}x  (target >= {target:g}x) "
-        f"{verdict}{spread(figures)}"
+        f"{judged}{spread(figures)}"
     )
-    return ratio >= target
 
 
-async def main() -> int:
+async def check_postgres(dsn: str) -> None:
+    """Refuse to start unless the PostgreSQL server answers (within a bounded wait)."""
+    import asyncpg
+
+    try:
+        connection = await asyncpg.connect(dsn, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        refuse(
+            f"PostgreSQL (--postgres) does not answer: {exc}; "
+            "start it, name another with --postgres URL, or pass --skip-pg"
+        )
+    await connection.close()
+
+
+async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument(
@@ -295,8 +309,11 @@ async def main() -> int:
     parser.add_argument("--skip-pg", action="store_true")
     args = parser.parse_args()
     n, repeat = args.messages, max(1, args.repeat)
+    if not args.skip_pg:
+        require("postgres", "asyncpg")
+        await check_postgres(args.postgres)
+    require("bench", "litequeue", "persistqueue", *(() if args.skip_pg else ("pgqueuer",)))
     directory = Path(tempfile.mkdtemp(prefix="bench-sql-", dir=args.dir))
-    met = True
     figures: dict[str, list[float]] = {}
 
     def add(name: str, figure: float) -> None:
@@ -310,11 +327,17 @@ async def main() -> int:
         for round_ in range(repeat):  # contenders take turns, each on files of its own
             here = directory / str(round_)
             here.mkdir()
+            step = f"SQLite round {round_ + 1}/{repeat}, {n:,} messages:"
+            progress.step(f"{step} litequeue")
             add("litequeue", litequeue_run(here, n))
+            progress.step(f"{step} persist-queue")
             add("persist", persist_queue_run(here, n))
             url = f"sqlite://{here / 'queue-runtime.db'}"
+            progress.step(f"{step} queue-runtime, one at a time")
             add("single", await adapter_run(url, n, 1))
+            progress.step(f"{step} queue-runtime, batches of 100")
             add("batched", await adapter_run(url, n, 100))
+            progress.step(f"{step} SQLite itself")
             add("floor", sqlite_floor_run(here, n))
             shutil.rmtree(here, ignore_errors=True)
         line("litequeue", figures["litequeue"])
@@ -326,8 +349,8 @@ async def main() -> int:
             f"{floor / baseline:6.2f}x  (one at a time without the adapter's Python)"
             f"{spread(figures['floor'])}"
         )
-        met &= report("queue-runtime sqlite, one at a time", figures["single"], baseline, 10)
-        met &= report("queue-runtime sqlite, batches of 100", figures["batched"], baseline, 50)
+        report("queue-runtime sqlite, one at a time", figures["single"], baseline, 10)
+        report("queue-runtime sqlite, batches of 100", figures["batched"], baseline, 50)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     if not args.skip_pg:
@@ -335,13 +358,15 @@ async def main() -> int:
             f"PostgreSQL, {n:,} messages: enqueue all, then dequeue + ack, 4 consumers, "
             f"median of {repeat}"
         )
-        for _ in range(repeat):
+        for round_ in range(repeat):
+            step = f"PostgreSQL round {round_ + 1}/{repeat}, {n:,} messages:"
+            progress.step(f"{step} pgqueuer")
             add("pgqueuer", await pgqueuer_run(args.postgres, n, 4))
+            progress.step(f"{step} queue-runtime")
             add("pg", await adapter_pg_run(args.postgres, n, 4))
         line("pgqueuer", figures["pgqueuer"])
-        met &= report("queue-runtime postgresql", figures["pg"], median(figures["pgqueuer"]), 1)
-    return 0 if met else 1
+        report("queue-runtime postgresql", figures["pg"], median(figures["pgqueuer"]), 1)
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    run(main)

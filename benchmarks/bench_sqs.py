@@ -36,11 +36,16 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import boto3
-from moto.server import ThreadedMotoServer
+from _report import Failed, needs, progress, run, verdict
 
 import queue_runtime as qr
-from queue_runtime.adapters.sqs import SqsQueueClient
+
+with needs("sqs"):
+    import boto3
+
+    from queue_runtime.adapters.sqs import SqsQueueClient
+with needs("dev"):  # moto's SQS server (moto[sqs], flask, flask-cors)
+    from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -71,31 +76,12 @@ def make_messages(n: int, groups: int) -> list[tuple[str, bytes, dict[str, str]]
     return messages
 
 
-class Progress:
-    """Prints how far a path is, to stderr, at most every ``every`` seconds."""
-
-    def __init__(self, label: str, total: int, every: float = 10.0) -> None:
-        self.label, self.total, self.every = label, total, every
-        self.started = self.last = time.perf_counter()
-
-    def __call__(self, done: int) -> None:
-        now = time.perf_counter()
-        if now - self.last >= self.every:
-            self.last = now
-            print(
-                f"  ... {self.label}: {done}/{self.total} messages, {now - self.started:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
 def waves(items: list[Any], depth: int) -> list[list[Any]]:
     return [items[i : i + depth] for i in range(0, len(items), depth)]
 
 
 def raw_one_at_a_time(endpoint: str, messages: list[Any], depth: int) -> None:
     """Raw boto3 on a FIFO queue: every call for one message at a time."""
-    progress = Progress("raw boto3, one at a time", len(messages))
     sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION, **KEYS)
     count_requests(sqs)
     url = sqs.create_queue(
@@ -123,7 +109,7 @@ def raw_one_at_a_time(endpoint: str, messages: list[Any], depth: int) -> None:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                 left -= 1
                 done += 1
-        progress(done)
+        progress.done = done
     sqs.delete_queue(QueueUrl=url)
     assert done == len(messages)
 
@@ -149,7 +135,6 @@ async def adapter_one_at_a_time(config: qr.AwsSqsConfig, messages: list[Any], de
     """The adapter's API one message at a time: each is sent, then received in a session of
     its own and completed (a session's fetch brings the next messages along)."""
     check = OrderCheck(messages)
-    progress = Progress("adapter, one at a time", len(messages))
     async with CountingClient(config) as client:
         queue = qr.QueueName(f"one-{time.monotonic_ns()}")
         await client.create_queue(queue, requires_session=True)
@@ -166,7 +151,7 @@ async def adapter_one_at_a_time(config: qr.AwsSqsConfig, messages: list[Any], de
                     assert received is not None
                     await session.complete_message(received)
                     check.add(received)
-            progress(sum(map(len, check.seen.values())))
+            progress.done = sum(map(len, check.seen.values()))
         await client.delete_queue(queue)
     check.check()
 
@@ -177,7 +162,6 @@ async def adapter_batches(
     """The batch path: send_messages; then up to ``sessions`` sessions at a time, each read
     with receive_messages and completed with its complete_messages, concurrently."""
     check = OrderCheck(messages)
-    progress = Progress("adapter, batches", len(messages))
     async with CountingClient(config) as client:
         queue = qr.QueueName(f"batch-{time.monotonic_ns()}")
         await client.create_queue(queue, requires_session=True)
@@ -215,7 +199,7 @@ async def adapter_batches(
                 for message in received:
                     check.add(message)
                 left -= len(received)
-            progress(sum(map(len, check.seen.values())))
+            progress.done = sum(map(len, check.seen.values()))
         await client.delete_queue(queue)
     check.check()
 
@@ -268,6 +252,8 @@ def moto(mode: str) -> Iterator[str]:
                 break
             except OSError:
                 time.sleep(0.1)
+        else:
+            raise Failed(f"moto's SQS server on {endpoint} did not answer")
         yield endpoint
     finally:
         process.terminate()
@@ -284,6 +270,7 @@ def main() -> None:
     args = parser.parse_args()
 
     messages = make_messages(args.messages, args.groups)
+    progress.step(f"starting moto's SQS server in a {args.server}")
     with moto(args.server) as endpoint:
         config = qr.AwsSqsConfig(
             region=REGION,
@@ -292,6 +279,7 @@ def main() -> None:
             secret_access_key="testing",
         )
         # warm up both sides (imports, model loading, connections) on a few messages
+        progress.step("warming up")
         timed(lambda: raw_one_at_a_time(endpoint, messages[:20], args.depth[0]))
         asyncio.run(adapter_one_at_a_time(config, messages[:20], args.depth[0]))
         for depth in args.depth:
@@ -303,10 +291,13 @@ def measure(
 ) -> None:
     """Run the three paths at one queue depth and print their figures and ratios."""
     n = len(messages)
+    progress.step(f"depth <= {depth}: raw boto3, one at a time", n)
     raw, raw_requests = timed(lambda: raw_one_at_a_time(endpoint, messages, depth))
+    progress.step(f"depth <= {depth}: adapter, one at a time", n)
     one, one_requests = asyncio.run(
         timed_async(lambda: adapter_one_at_a_time(config, messages, depth))
     )
+    progress.step(f"depth <= {depth}: adapter, batches", n)
     batch, batch_requests = asyncio.run(
         timed_async(lambda: adapter_batches(config, messages, depth, args.sessions))
     )
@@ -324,15 +315,11 @@ def measure(
             f"{requests / n:4.2f} requests per message)"
         )
     single, batched = one / raw, raw / batch
-    print(
-        f"  adapter one-at-a-time time / raw time: {single:5.2f}x  (target <= 1.2x)"
-        + ("" if single <= 1.2 else "  MISS")
-    )
-    print(
-        f"  raw time / adapter batch time:         {batched:5.2f}x  (target >= 3x)"
-        + ("" if batched >= 3 else "  MISS")
-    )
+    judged = verdict(single <= 1.2, f"depth {depth}: one at a time <= 1.2x raw time")
+    print(f"  adapter one-at-a-time time / raw time: {single:5.2f}x  (target <= 1.2x) {judged}")
+    judged = verdict(batched >= 3, f"depth {depth}: batches >= 3x faster than raw")
+    print(f"  raw time / adapter batch time:         {batched:5.2f}x  (target >= 3x) {judged}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
