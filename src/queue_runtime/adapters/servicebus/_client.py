@@ -4,7 +4,8 @@ Everything is native: sessions are Service Bus sessions (exclusive across proces
 dead-letter queue is the queue's ``$DeadLetterQueue`` sub-queue, scheduling and TTL are the
 message's own fields, locks are peek-lock locks. Senders are opened once per queue and
 receivers pooled per queue (a receive borrows an idle one, so concurrent receives do not
-share a link's credit); all are closed with the client.
+share a link's credit; every call on one is made holding its `Link`); all are closed with
+the client.
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ from ...engine import QueueSettings, QueueStatistics
 from ...ports import DEFAULT_LOCK_DURATION, DEFAULT_MAX_DELIVERY_COUNT, QueueClient, Timeout
 from ._administration import Administration
 from ._codec import METADATA_RESERVE, decode, encode
-from ._connection import Connection, connect, endpoint_of, withdraw_credit
+from ._connection import Connection, connect, endpoint_of
 from ._errors import translate
+from ._link import MIN_WAIT, Link, receive
 from ._naming import Entity, entity
 from ._peek import peek
-from ._sessions import MIN_WAIT, ServiceBusSessionClient
+from ._sessions import ServiceBusSessionClient
 from ._settlement import Receipt, Settling, renew
 
 __all__ = ["ServiceBusQueueClient"]
@@ -105,8 +107,8 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
         self._admin: Administration | None = None
         self._settings: dict[str, QueueSettings] = {}
         self._senders: dict[str, Any] = {}
-        self._idle: dict[tuple[str, bool], list[Any]] = {}
-        self._receivers: list[Any] = []
+        self._idle: dict[tuple[str, bool], list[Link]] = {}
+        self._receivers: list[Link] = []
         self._sessions: set[ServiceBusSessionClient] = set()
         self._opening: dict[object, asyncio.Lock] = {}
         self._closing: set[asyncio.Future[None]] = set()
@@ -142,7 +144,7 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
         self._state = "closed"
         # sessions first (their locks are released), then every link, all at once
         await asyncio.gather(*(session.close() for session in list(self._sessions)))
-        handlers = [*self._senders.values(), *self._receivers]
+        handlers = [*self._senders.values(), *(link.handler for link in self._receivers)]
         self._senders.clear()
         self._receivers.clear()
         self._idle.clear()
@@ -210,13 +212,13 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
         """Drop what this client cached for a queue (its settings, sender and receivers)."""
         key = path.lower()
         self._settings.pop(key, None)
-        handlers = [self._senders.pop(key)] if key in self._senders else []
+        if key in self._senders:
+            self._close_later(self._senders.pop(key))
         for dead_letter in (False, True):
-            handlers.extend(self._idle.pop((key, dead_letter), ()))
-        for handler in handlers:
-            if handler in self._receivers:
-                self._receivers.remove(handler)
-            self._close_later(handler)
+            for link in self._idle.pop((key, dead_letter), ()):
+                if link in self._receivers:
+                    self._receivers.remove(link)
+                self._close_later(link.handler)
 
     async def get_queue_statistics(self, queue: QueueName | str) -> QueueStatistics:
         self._check_open()
@@ -352,9 +354,14 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
 
     # -- receiving -----------------------------------------------------------------------
 
-    async def _borrow(self, where: Entity) -> Any:
+    async def _borrow(self, where: Entity) -> Link:
+        """An idle receiver of ``where`` (preferably one whose deliveries are all settled, so
+        that settling them never waits for this receive), else a new one."""
         idle = self._idle.get(where.key)
         if idle:
+            for index in range(len(idle) - 1, -1, -1):
+                if not idle[index].busy():
+                    return idle.pop(index)
             return idle.pop()
         _log.debug("open receiver %s%s", where.path, " (dead letters)" if where.dead_letter else "")
         receiver = self._conn().messaging.get_queue_receiver(where.path, sub_queue=where.sub_queue)
@@ -365,12 +372,13 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
             with contextlib.suppress(Exception):
                 await receiver.close()
             raise
-        self._receivers.append(receiver)
-        return receiver
+        link = Link(receiver)
+        self._receivers.append(link)
+        return link
 
-    def _give_back(self, where: Entity, receiver: Any) -> None:
-        if self._state == "open" and receiver in self._receivers:
-            self._idle.setdefault(where.key, []).append(receiver)
+    def _give_back(self, where: Entity, link: Link) -> None:
+        if self._state == "open" and link in self._receivers:
+            self._idle.setdefault(where.key, []).append(link)
 
     async def receive_message(
         self, queue: QueueName | str, *, timeout: Timeout = None
@@ -396,19 +404,14 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
             raise ValidationError(
                 f"queue {str(name)!r} requires sessions: use accept_session to receive"
             )
-        receiver = await self._borrow(where)
-        try:
-            _log.debug("receive %s (up to %d, %.3f s)", name, max_messages, wait)
-            with translate("receive", str(name)):
-                incoming = await receiver.receive_messages(
-                    max_message_count=max_messages, max_wait_time=max(wait, MIN_WAIT)
-                )
-                if len(incoming) < max_messages:
-                    await withdraw_credit(receiver)
-        finally:
-            self._give_back(where, receiver)
+        link = await self._borrow(where)
         label = str(name)
-        return [decode(m, Receipt(self, label, receiver, m, None)) for m in incoming]
+        try:
+            _log.debug("receive %s (up to %d, %.3f s)", label, max_messages, wait)
+            incoming = await receive(link, max_messages, wait, label, self._check_open)
+        finally:
+            self._give_back(where, link)
+        return [decode(m, Receipt(self, label, link, m, None)) for m in incoming]
 
     # -- settling ------------------------------------------------------------------------
 
@@ -448,11 +451,11 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
         start = check_sequence_number(from_sequence_number)
         where = entity(name)
         await self._queue_settings(where.path)
-        receiver = await self._borrow(where)
+        link = await self._borrow(where)
         try:
-            return await peek(receiver, count, start, str(name))
+            return await peek(link, count, start, str(name))
         finally:
-            self._give_back(where, receiver)
+            self._give_back(where, link)
 
     # -- sessions ------------------------------------------------------------------------
 
