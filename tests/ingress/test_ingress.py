@@ -388,3 +388,40 @@ async def test_a_huge_integer_is_400_even_where_python_would_parse_it(
     assert response.status_code == 400, response.text
     assert "digits" in response.json()["status"]
     assert await drain(client) == []
+
+
+@pytest.mark.asyncio
+async def test_50_concurrent_posts_into_service_bus(serve: Any, servicebus_emulator: Any) -> None:
+    """One Service Bus client behind the ingress, 50 deliveries posted at once over 10
+    connections: each is answered 202 once its message is in the queue, and each is there
+    once, in its session."""
+    from queue_runtime.adapters.servicebus import ServiceBusQueueClient
+
+    config = qr.AzureServiceBusConfig(connection_string=servicebus_emulator.connection_string)
+    async with ServiceBusQueueClient(config) as sb:
+        await sb.create_queue("ingress-sb", requires_session=True)
+        base = await serve(github_app(sb, "ingress-sb", secret=SECRET))
+        posts = []
+        for i in range(50):
+            number = i % 5  # five pull requests, ten events each
+            payload = {"action": "edited", "number": number, "pull_request": {"number": number}}
+            body = json.dumps({**payload, "repository": REPO, "seq": i}).encode()
+            posts.append((body, github_headers("pull_request", body)))
+        limits = httpx.Limits(max_connections=10)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+            answers = await asyncio.gather(
+                *(http.post("/webhook", content=b, headers=h) for b, h in posts)
+            )
+        assert [a.status_code for a in answers] == [202] * 50, [a.text for a in answers]
+        found: dict[str, str | None] = {}
+        while session := await sb.accept_session("ingress-sb", timeout=2):
+            async with session:
+                while batch := await session.receive_messages(max_messages=50, timeout=1):
+                    for message in batch:
+                        assert message.message_id not in found
+                        found[message.message_id] = message.session_id
+                    await session.complete_messages(batch)
+        assert found == {
+            h["X-GitHub-Delivery"]: f"octo/hello#{i % 5}" for i, (_, h) in enumerate(posts)
+        }
+        await sb.delete_queue("ingress-sb")

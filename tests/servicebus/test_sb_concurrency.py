@@ -8,6 +8,9 @@ receiver reuse a delivery id and lose the connection): none of that may reach a 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +28,65 @@ async def receive_all(client: Any, queue: Any, count: int) -> list[qr.ReceivedMe
         assert batch, f"{count - len(got)} of {count} messages went missing"
         got.extend(batch)
     return got
+
+
+async def test_40_concurrent_sends_through_one_client_arrive_once(
+    client: Any, queue: qr.QueueName, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="queue_runtime.adapters.servicebus")
+    messages = [qr.Message(b"m%d" % i) for i in range(40)]
+    ids = await asyncio.gather(*(client.send_message(queue, m) for m in messages))
+    assert ids == [m.message_id for m in messages]
+    got = await receive_all(client, queue, 40)
+    assert Counter(m.message_id for m in got) == Counter(ids)  # each once
+    assert await client.receive_message(queue, timeout=0.5) is None
+    # the sends that arrived while one was in flight went out together
+    shared = [re.search(r"(\d+) sends\)", r.getMessage()) for r in caplog.records]
+    assert max(int(found[1]) for found in shared if found) > 1
+    await client.complete_messages(got)
+
+
+async def test_each_task_s_sends_keep_their_order(client: Any, queue: qr.QueueName) -> None:
+    async def one_task(task: int) -> list[str]:
+        sent: list[str] = []
+        for round_ in range(6):
+            if round_ % 2:
+                wave = [qr.Message(b"%d-%d-%d" % (task, round_, i)) for i in range(3)]
+                sent += await client.send_messages(queue, wave)
+            else:
+                sent.append(await client.send_message(queue, qr.Message(b"%d" % task)))
+        return sent
+
+    per_task = await asyncio.gather(*(one_task(t) for t in range(8)))
+    total = sum(len(ids) for ids in per_task)
+    got = await receive_all(client, queue, total)
+    sequence = {m.message_id: m.sequence_number for m in got}
+    assert len(sequence) == total
+    for ids in per_task:
+        numbers = [sequence[i] for i in ids]
+        assert numbers == sorted(numbers)
+    await client.complete_messages(got)
+
+
+async def test_concurrent_send_messages_each_get_their_own_validation_error(
+    client: Any, queue: qr.QueueName
+) -> None:
+    limit = client.capabilities.max_message_size
+    too_big = {f"{i:04x}": "" for i in range(limit // 5)}  # fits our rule, not the wire
+    good = [[qr.Message(b"g%d-%d" % (t, i)) for i in range(3)] for t in range(5)]
+    bad = [qr.Message(b"ok"), qr.Message(b"x", attributes=too_big)]
+    outcomes = await asyncio.gather(
+        *(client.send_messages(queue, wave) for wave in good),
+        client.send_messages(queue, bad),
+        client.send_message(queue, qr.Message(b"y", attributes=too_big)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, list) for o in outcomes[:5]), outcomes
+    assert all(isinstance(o, qr.ValidationError) for o in outcomes[5:]), outcomes
+    got = await receive_all(client, queue, 15)
+    assert sorted(m.message_id for m in got) == sorted(m.message_id for w in good for m in w)
+    assert await client.receive_message(queue, timeout=0.5) is None  # nothing of the bad
+    await client.complete_messages(got)
 
 
 async def test_40_concurrent_completes_and_abandons(client: Any, queue: qr.QueueName) -> None:
@@ -158,3 +220,39 @@ async def test_one_session_used_by_two_tasks(client: Any, session_queue: qr.Queu
     await session.close()
     with pytest.raises(qr.SessionLockLost):
         await waiting
+
+
+async def test_concurrent_sends_go_on_while_the_link_is_recreated(
+    make_client: Any, emulator: Any, proxy: Any, new_name: Any
+) -> None:
+    """Every connection is reset while 40 tasks send: each send succeeds or fails with a
+    typed error saying its outcome is unknown, and the client sends on afterwards."""
+    connection_string = emulator.connection_string.replace(f":{emulator.port}", f":{proxy.port}")
+    assert connection_string != emulator.connection_string
+    name = new_name()
+    async with make_client(
+        connection_string=connection_string, admin_endpoint=emulator.admin_endpoint
+    ) as client:
+        await client.create_queue(name)
+        await client.send_message(name, qr.Message(b"warm"))  # the sender link is open
+
+        async def send(i: int) -> str:
+            if i == 20:
+                proxy.cut()
+            return await client.send_message(name, qr.Message(b"%d" % i))
+
+        outcomes = await asyncio.gather(*(send(i) for i in range(40)), return_exceptions=True)
+        failed = [o for o in outcomes if not isinstance(o, str)]
+        assert all(
+            isinstance(o, (qr.ConnectionError, qr.TimeoutError)) and o.outcome_unknown
+            for o in failed
+        ), failed
+        after = await asyncio.gather(
+            *(client.send_message(name, qr.Message(b"a")) for _ in range(10))
+        )
+        sent = {o for o in outcomes if isinstance(o, str)} | set(after)
+        got = await receive_all(client, name, 1 + len(sent))  # at least those, and the warm one
+        received = {m.message_id for m in got}
+        assert sent <= received
+        await client.complete_messages(got)
+        await client.delete_queue(name)
