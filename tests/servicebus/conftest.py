@@ -74,11 +74,14 @@ async def session_queue(
 
 class Proxy:
     """A TCP relay on a free loopback port in front of the emulator; `cut` resets every
-    connection through it at once (a network failure as the SDK meets it)."""
+    connection through it at once (a network failure as the SDK meets it), `freeze` holds
+    every byte back until `thaw`."""
 
     def __init__(self, target_port: int) -> None:
         self._target = target_port
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -97,12 +100,20 @@ class Proxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, RuntimeError):
                 while data := await source.read(65536):
+                    await self._flowing.wait()
                     sink.write(data)
                     await sink.drain()
             sink.close()
 
         await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, writer))
         self._writers.difference_update((writer, upstream))
+
+    def freeze(self) -> None:
+        """Stop relaying (connections stay open, nothing arrives): a peer that went silent."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         """Reset every connection through the relay (new ones are relayed as before)."""
@@ -114,6 +125,7 @@ class Proxy:
         self._writers.clear()
 
     async def aclose(self) -> None:
+        self.thaw()
         self.cut()
         if self._server is not None:
             self._server.close()

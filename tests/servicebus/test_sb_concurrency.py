@@ -256,3 +256,43 @@ async def test_concurrent_sends_go_on_while_the_link_is_recreated(
         assert sent <= received
         await client.complete_messages(got)
         await client.delete_queue(name)
+
+
+async def test_requests_to_a_silent_service_end_at_their_bound(
+    make_client: Any, emulator: Any, proxy: Any, new_name: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No answer: a send and a lock renewal end at their bound with an unknown outcome (the
+    SDK alone would wait for ever, and so would every call queued behind them on the link);
+    the send queued behind the first gets its own turn and bound; all goes on once the
+    service answers again."""
+    from queue_runtime.adapters.servicebus import _link
+
+    monkeypatch.setattr(_link, "REQUEST_TIMEOUT", 2.0)
+    connection_string = emulator.connection_string.replace(f":{emulator.port}", f":{proxy.port}")
+    name = new_name()
+    async with make_client(
+        connection_string=connection_string, admin_endpoint=emulator.admin_endpoint
+    ) as client:
+        await client.create_queue(name, lock_duration=30)
+        await client.send_message(name, qr.Message(b"held"))
+        held = await client.receive_message(name, timeout=5)
+        assert held is not None
+        proxy.freeze()
+        outcomes = await asyncio.gather(
+            client.send_message(name, qr.Message(b"a")),
+            client.send_message(name, qr.Message(b"b")),
+            client.renew_message_lock(held),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, qr.TimeoutError) and o.outcome_unknown for o in outcomes), outcomes
+        proxy.thaw()
+        await client.renew_message_lock(held)
+        await client.complete_message(held)
+        sent = await client.send_message(name, qr.Message(b"after"))
+        got: list[qr.ReceivedMessage] = []  # after, and perhaps a and b
+        while sent not in {m.message_id for m in got}:
+            batch = await client.receive_messages(name, max_messages=10, timeout=5)
+            assert batch, "the send after the thaw went missing"
+            got.extend(batch)
+        await client.complete_messages(got)
+        await client.delete_queue(name)

@@ -137,7 +137,7 @@ async def test_links_are_cached_and_closed_with_the_client(make_client: Any, new
             assert got is not None
             await client.complete_message(got)
         assert len(client._outboxes) == 1 and len(client._receivers) == 1
-        links = [o.sender for o in client._outboxes.values()]
+        links = [o.link.handler for o in client._outboxes.values()]
         links += [link.handler for link in client._receivers]
         await client.delete_queue(name)
     assert all(link._shutdown.is_set() for link in links)

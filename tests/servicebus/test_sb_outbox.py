@@ -36,7 +36,7 @@ class StandInSender:
     async def create_message_batch(self) -> ServiceBusMessageBatch:
         return ServiceBusMessageBatch(max_size_in_bytes=LIMIT)
 
-    async def send_messages(self, payload: Any) -> None:
+    async def send_messages(self, payload: Any, *, timeout: float) -> None:
         if isinstance(payload, ServiceBusMessage):
             ids = [payload.message_id]
         else:

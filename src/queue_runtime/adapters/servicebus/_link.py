@@ -6,7 +6,7 @@ in the link's (re)opening: ``'NoneType' object has no attribute 'create_sender_l
 measured on one receiver, concurrent ``$management`` requests (lock renewals) reuse one
 delivery id (the service closes the connection: ``sequencing error``) and a renewal next to a
 settlement can hang. The SDK's maintainers' workaround is a lock around the handler; `Link` is
-that lock. Senders need none: each has one `Outbox` that sends one batch at a time.
+that lock (a sender's is its `Outbox`'s, which sends one batch at a time anyway).
 
 A receive that waits for messages would hold its link for the whole wait, and a settlement or
 lock renewal of a message that link delivered would wait with it (past the lock's expiry,
@@ -25,22 +25,29 @@ from typing import Any, Final
 from ._connection import withdraw_credit
 from ._errors import translate
 
-__all__ = ["MIN_WAIT", "RECEIVE_SLICE", "Link", "receive"]
+__all__ = ["MIN_WAIT", "RECEIVE_SLICE", "REQUEST_TIMEOUT", "Link", "receive"]
 
 #: The SDK refuses a wait of 0; ``timeout=0`` becomes this (one round trip to the service).
 MIN_WAIT: Final = 0.05
+#: Longest one request may wait for the service, the SDK's retries included (the ``timeout``
+#: of a send, a lock renewal, a peek, a session's lock or state: without one the SDK waits
+#: for ever on a service that went silent, and every call queued behind it on the link with
+#: it). The SDK bounds a settlement's wait for its outcome itself, as long.
+REQUEST_TIMEOUT = 60.0
 #: Longest a waiting receive keeps its link from a settlement, renewal or peek waiting for it.
 RECEIVE_SLICE: Final = 0.5
 
 
 class Link:
-    """An SDK receiver (plain or session) and the lock every call on it is made under
-    (``async with link:``), with the deliveries it brought that are not settled yet."""
+    """An SDK sender or receiver (plain or session) and the lock every call on it is made
+    under (``async with link:``), with the deliveries it brought that are not settled yet."""
 
-    __slots__ = ("_lock", "_waiting", "handler", "unsettled")
+    __slots__ = ("_lock", "_waiting", "handler", "timeout", "unsettled")
 
     def __init__(self, handler: Any) -> None:
         self.handler = handler
+        #: Seconds one request on it may take (`REQUEST_TIMEOUT` when the link was opened).
+        self.timeout = REQUEST_TIMEOUT
         self._lock = asyncio.Lock()
         self._waiting = 0
         #: Receipts of this link's deliveries not settled yet (see `busy`).

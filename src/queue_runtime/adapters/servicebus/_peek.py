@@ -30,7 +30,9 @@ async def peek(
         async with link:
             with translate("peek", subject):
                 page = await link.handler.peek_messages(
-                    max_message_count=max_messages - len(found), sequence_number=start
+                    max_message_count=max_messages - len(found),
+                    sequence_number=start,
+                    timeout=link.timeout,
                 )
         if not page:
             break

@@ -49,6 +49,7 @@ from ..._logging import get_logger
 from ..._messages import Message
 from ._codec import METADATA_RESERVE
 from ._errors import map_error, translate
+from ._link import Link
 
 __all__ = ["Outbox", "batch_send_error"]
 
@@ -133,7 +134,8 @@ class Outbox:
         self, path: str, sender: Any, *, batch_limit: int, max_size: int, plain_limit: int
     ) -> None:
         self.path = path
-        self.sender = sender
+        #: The SDK sender; the outbox is its only user, one transfer at a time.
+        self.link = Link(sender)
         #: The link's batch size (``create_message_batch().max_size_in_bytes``).
         self._batch_limit = batch_limit
         #: Our size rule's limit; ``plain_limit`` what one message may encode to on the wire.
@@ -282,7 +284,7 @@ class Outbox:
         sdk = batch.sdk
         if sdk is None:
             with translate("create batch", self.path):
-                sdk = await self.sender.create_message_batch()
+                sdk = await self.link.handler.create_message_batch()
             try:
                 sdk.add_message(batch.first)  # fits an empty batch: checked before it joined
             except MessageSizeExceededError:  # unless the link's limit changed: it goes alone
@@ -303,8 +305,10 @@ class Outbox:
         else:
             subject = f"{self.path} batch of {batch.count}"
             _log.debug("send %s (%s.., %d sends)", subject, first, len(batch.parts))
-        with translate("send", subject):
-            await self.sender.send_messages(batch.payload)
+        link = self.link
+        async with link:
+            with translate("send", subject):
+                await link.handler.send_messages(batch.payload, timeout=link.timeout)
 
     def _refused(self, batch: _Batch, exc: QueueError) -> None:
         """``batch`` failed with ``exc``: fail its callers, or have them sent again apart."""
@@ -353,7 +357,7 @@ class Outbox:
             with contextlib.suppress(BaseException):
                 await flusher
         with contextlib.suppress(Exception):
-            await self.sender.close()
+            await self.link.handler.close()
 
 
 def _interrupted(error: QueueError, send: _Send) -> QueueError:

@@ -151,7 +151,7 @@ class ServiceBusSessionClient(Settling, SessionClient):
             self._check()
             _log.debug("renew session lock %s", self._subject)
             with translate("renew session lock", self._subject):
-                until: datetime = await self._session.renew_lock()
+                until: datetime = await self._session.renew_lock(timeout=self._link.timeout)
         return until
 
     async def get_state(self) -> bytes | None:
@@ -160,7 +160,7 @@ class ServiceBusSessionClient(Settling, SessionClient):
             self._check()
             _log.debug("get session state %s", self._subject)
             with translate("get session state", self._subject):
-                state = await self._session.get_state()
+                state = await self._session.get_state(timeout=self._link.timeout)
         return None if state is None else bytes(state)
 
     async def set_state(self, state: bytes | None) -> None:
@@ -173,7 +173,7 @@ class ServiceBusSessionClient(Settling, SessionClient):
             self._check()
             _log.debug("set session state %s", self._subject)
             with translate("set session state", self._subject):
-                await self._session.set_state(state)
+                await self._session.set_state(state, timeout=self._link.timeout)
 
     async def close(self) -> None:
         if self._closed:

@@ -119,7 +119,9 @@ async def renew(receipt: Receipt) -> datetime:
         _log.debug("renew lock %s", receipt.subject())
         try:
             with translate("renew lock", receipt.subject()):
-                until: datetime = await link.handler.renew_message_lock(receipt.incoming)
+                until: datetime = await link.handler.renew_message_lock(
+                    receipt.incoming, timeout=link.timeout
+                )
         except MessageLockLost:
             receipt.spend()
             raise
