@@ -11,14 +11,35 @@ import asyncio
 import logging
 import re
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 import queue_runtime as qr
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def queue(client: Any, new_name: Callable[[], qr.QueueName]) -> AsyncIterator[qr.QueueName]:
+    """A queue whose locks outlast a loaded machine's slowest test step (30 s)."""
+    name = new_name()
+    await client.create_queue(name, lock_duration=30)
+    yield name
+    await client.delete_queue(name)
+
+
+@pytest_asyncio.fixture
+async def session_queue(
+    client: Any, new_name: Callable[[], qr.QueueName]
+) -> AsyncIterator[qr.QueueName]:
+    name = new_name()
+    await client.create_queue(name, requires_session=True, lock_duration=30)
+    yield name
+    await client.delete_queue(name)
 
 
 async def receive_all(client: Any, queue: Any, count: int) -> list[qr.ReceivedMessage]:
@@ -175,8 +196,8 @@ async def test_concurrent_accepts_of_sessions(client: Any, session_queue: qr.Que
     )
     assert sorted(n.session_id for n in nexts) == sessions
 
-    async def finish(session: Any) -> None:  # each within its 2-second lock
-        [message] = await session.receive_messages(timeout=1)
+    async def finish(session: Any) -> None:
+        [message] = await session.receive_messages(timeout=5)
         await session.complete_message(message)
         await session.close()
 
