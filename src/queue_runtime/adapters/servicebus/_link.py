@@ -1,12 +1,13 @@
-"""One operation at a time on each SDK receiver, and receives that wait in slices.
+"""One call at a time on each SDK sender and receiver, each call bounded; receives that wait
+in slices.
 
-The async SDK's handlers are not safe for concurrent use from several tasks:
+The async SDK's handlers are not coroutine-safe (its README says so and asks for a lock):
 azure-sdk-for-python issues 36334 and 35618 (concurrent ``send_messages`` on one sender race
 in the link's (re)opening: ``'NoneType' object has no attribute 'create_sender_link'``), and,
 measured on one receiver, concurrent ``$management`` requests (lock renewals) reuse one
-delivery id (the service closes the connection: ``sequencing error``) and a renewal next to a
-settlement can hang. The SDK's maintainers' workaround is a lock around the handler; `Link` is
-that lock (a sender's is its `Outbox`'s, which sends one batch at a time anyway).
+delivery id (a protocol error: the peer ends the connection) and a renewal next to a
+settlement can hang. `Link` is that lock (a sender's is taken by its `Outbox` alone, one
+transfer at a time), and carries the bound every request passes to the SDK.
 
 A receive that waits for messages would hold its link for the whole wait, and a settlement or
 lock renewal of a message that link delivered would wait with it (past the lock's expiry,
