@@ -1,9 +1,11 @@
-"""Fixtures of the ingress tests: a real uvicorn server on a loopback port, in the test's loop."""
+"""Fixtures of the ingress tests: a real uvicorn server on a loopback port, in the test's loop,
+and our Service Bus emulator for the ingress in front of a real AMQP queue."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -37,3 +39,14 @@ async def serve() -> AsyncIterator[Serve]:
     for server, task in running:
         server.should_exit = True  # type: ignore[attr-defined]
         await task
+
+
+@pytest.fixture(scope="session")
+def servicebus_emulator() -> Iterator[Any]:
+    """Our Service Bus emulator on free loopback ports, once per test session."""
+    pytest.importorskip("proton", reason="the emulator needs queue-runtime[emulator]")
+    pytest.importorskip("azure.servicebus", reason="the adapter needs queue-runtime[azure]")
+    from queue_runtime.testing.servicebus_emulator import running_emulator
+
+    with running_emulator() as emulator:
+        yield emulator

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -316,3 +317,111 @@ async def test_generic_webhook_pointer_header_and_signature_header(serve: Any, c
         ("tenant-a", False),
     ]
     assert dict(messages[0].attributes) == {"webhook_event": "paid", "webhook_delivery": "d-1"}
+
+
+def _local_address(response: httpx.Response) -> Any:
+    """The client end of the connection that carried ``response`` (same on keep-alive)."""
+    return response.extensions["network_stream"].get_extra_info("client_addr")
+
+
+FORM = "application/x-www-form-urlencoded"
+HOSTILE_BODIES = {
+    "100k nested arrays": b"[" * 100_000 + b"]" * 100_000,
+    "100k nested objects": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "a number too large for a float": b'{"n": 1e999999}',
+    "a negative one": b'{"n": -1e999999}',
+    "a 100k-digit integer": b'{"n": ' + b"9" * 100_000 + b"}",
+    "NaN": b'{"n": NaN}',
+    "Infinity": b'{"n": [Infinity, -Infinity]}',
+    "invalid UTF-8": b'{"action": "\xff\xfe"}',
+    "UTF-16": '{"action": "opened"}'.encode("utf-16"),
+    "form-encoded, invalid UTF-8": b'payload={"action": "\xff"}',
+    "form-encoded, escaped invalid UTF-8": b"payload=%7B%22action%22%3A%22%FF%22%7D",
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", list(HOSTILE_BODIES))
+async def test_a_signed_hostile_body_is_400_and_the_connection_stays_usable(
+    serve: Any, client: Any, kind: str
+) -> None:
+    base = await serve(github_app(client, "events", secret=SECRET))
+    hostile = HOSTILE_BODIES[kind]
+    headers = github_headers("push", hostile)
+    if kind.startswith("form-encoded"):
+        headers["Content-Type"] = FORM
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+        refused = await http.post("/webhook", content=hostile, headers=headers)
+        assert refused.status_code == 400, refused.text
+        assert refused.headers["content-type"] == "application/json"
+        assert "not JSON" in refused.json()["status"]
+        body = json.dumps({"ref": "refs/heads/main", "repository": REPO}).encode()
+        headers = github_headers("push", body)
+        accepted = await http.post("/webhook", content=body, headers=headers)
+        assert accepted.status_code == 202, accepted.text
+        assert _local_address(accepted) == _local_address(refused)  # kept alive
+    [message] = await drain(client)
+    assert message.message_id == headers["X-GitHub-Delivery"]
+
+
+@pytest.fixture
+def int_digits_unlimited() -> Iterator[None]:
+    """A process that lifted Python's limit on int() of long strings (``0``: none)."""
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    yield
+    sys.set_int_max_str_digits(before)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("int_digits_unlimited")
+async def test_a_huge_integer_is_400_even_where_python_would_parse_it(
+    serve: Any, client: Any
+) -> None:
+    base = await serve(github_app(client, "events", secret=SECRET))
+    hostile = b'{"n": ' + b"9" * 200_000 + b"}"  # quadratic int(): seconds of CPU
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        response = await http.post(
+            "/webhook", content=hostile, headers=github_headers("push", hostile)
+        )
+    assert response.status_code == 400, response.text
+    assert "digits" in response.json()["status"]
+    assert await drain(client) == []
+
+
+@pytest.mark.asyncio
+async def test_50_concurrent_posts_into_service_bus(serve: Any, servicebus_emulator: Any) -> None:
+    """One Service Bus client behind the ingress, 50 deliveries posted at once over 10
+    connections: each is answered 202 once its message is in the queue, and each is there
+    once, in its session."""
+    from queue_runtime.adapters.servicebus import ServiceBusQueueClient
+
+    config = qr.AzureServiceBusConfig(connection_string=servicebus_emulator.connection_string)
+    async with ServiceBusQueueClient(config) as sb:
+        await sb.create_queue("ingress-sb", requires_session=True)
+        base = await serve(github_app(sb, "ingress-sb", secret=SECRET))
+        posts = []
+        for i in range(50):
+            number = i % 5  # five pull requests, ten events each
+            payload = {"action": "edited", "number": number, "pull_request": {"number": number}}
+            body = json.dumps({**payload, "repository": REPO, "seq": i}).encode()
+            posts.append((body, github_headers("pull_request", body)))
+        limits = httpx.Limits(max_connections=10)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+            answers = await asyncio.gather(
+                *(http.post("/webhook", content=b, headers=h) for b, h in posts)
+            )
+        assert [a.status_code for a in answers] == [202] * 50, [a.text for a in answers]
+        found: dict[str, str | None] = {}
+        while session := await sb.accept_session("ingress-sb", timeout=2):
+            async with session:
+                while batch := await session.receive_messages(max_messages=50, timeout=1):
+                    for message in batch:
+                        assert message.message_id not in found
+                        found[message.message_id] = message.session_id
+                    await session.complete_messages(batch)
+        assert found == {
+            h["X-GitHub-Delivery"]: f"octo/hello#{i % 5}" for i, (_, h) in enumerate(posts)
+        }
+        await sb.delete_queue("ingress-sb")

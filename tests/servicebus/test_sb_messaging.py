@@ -136,8 +136,9 @@ async def test_links_are_cached_and_closed_with_the_client(make_client: Any, new
             got = await client.receive_message(name, timeout=3)
             assert got is not None
             await client.complete_message(got)
-        assert len(client._senders) == 1 and len(client._receivers) == 1
-        links = [*client._senders.values(), *client._receivers]
+        assert len(client._outboxes) == 1 and len(client._receivers) == 1
+        links = [o.link.handler for o in client._outboxes.values()]
+        links += [link.handler for link in client._receivers]
         await client.delete_queue(name)
     assert all(link._shutdown.is_set() for link in links)
 

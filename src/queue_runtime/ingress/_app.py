@@ -197,16 +197,52 @@ def _text(value: bytes | None) -> str | None:
 
 
 def _payload(body: bytes, content_type: str) -> tuple[bytes, Any]:
-    """The JSON document of a delivery (also from GitHub's form-encoded ``payload=``)."""
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        fields = parse_qs(body.decode("utf-8", "replace"))
-        if "payload" not in fields:
-            raise Rejected("form-encoded delivery without a payload field")
-        body = fields["payload"][0].encode()
+    """The JSON document of a delivery (also from GitHub's form-encoded ``payload=``).
+
+    Only interoperable JSON (RFC 8259) is taken: UTF-8 text, numbers a float or a
+    4,300-digit int holds, no ``NaN``/``Infinity``, nesting Python can parse. Anything else
+    is `Rejected` (400): never an unhandled error (500), never seconds of CPU on one number,
+    never a payload a consumer's own parser may refuse.
+    """
     try:
-        return body, json.loads(body)
-    except ValueError:
-        raise Rejected("the body is not JSON") from None
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            fields = parse_qs(body.decode("utf-8"), errors="strict")
+            if "payload" not in fields:
+                raise Rejected("form-encoded delivery without a payload field")
+            body = fields["payload"][0].encode()
+        text = body.decode("utf-8")
+    except UnicodeError:
+        raise Rejected("the body is not JSON: it is not UTF-8") from None
+    try:
+        return body, _DECODER.decode(text)
+    except RecursionError:
+        raise Rejected("the body is not JSON we take: it is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise Rejected(f"the body is not JSON: {exc.msg} at character {exc.pos}") from None
+
+
+#: Python's own default limit on int() of a string (which a process may lift, to quadratic cost).
+_MAX_DIGITS = 4300
+
+
+def _integer(text: str) -> int:
+    if len(text) > _MAX_DIGITS:
+        raise Rejected(f"the body is not JSON we take: a number has over {_MAX_DIGITS} digits")
+    return int(text)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise Rejected("the body is not JSON we take: a number is out of a float's range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise Rejected(f"the body is not JSON: {name} is Python's extension, not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_int=_integer, parse_float=_finite, parse_constant=_no_constant)
 
 
 def _answer(

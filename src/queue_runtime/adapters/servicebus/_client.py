@@ -2,21 +2,22 @@
 
 Everything is native: sessions are Service Bus sessions (exclusive across processes), the
 dead-letter queue is the queue's ``$DeadLetterQueue`` sub-queue, scheduling and TTL are the
-message's own fields, locks are peek-lock locks. Senders are opened once per queue and
-receivers pooled per queue (a receive borrows an idle one, so concurrent receives do not
-share a link's credit); all are closed with the client.
+message's own fields, locks are peek-lock locks. One client may be used by many tasks at
+once: each queue has one sender, behind an `Outbox` that gathers concurrent sends into
+batches; receivers are pooled per queue (a receive borrows an idle one, so concurrent
+receives do not share a link's credit) and every call on one is made holding its `Link`.
+All are closed with the client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusMessageBatch
-from azure.servicebus.exceptions import MessageSizeExceededError
+from azure.servicebus import NEXT_AVAILABLE_SESSION
 
 from ..._arguments import (
     check_max_messages,
@@ -29,12 +30,10 @@ from ..._arguments import (
 from ..._capabilities import Capabilities
 from ..._clock import to_seconds
 from ..._errors import (
-    BatchSendError,
+    ClientClosed,
     ConfigurationError,
-    ConnectionError,
-    QueueError,
+    QueueNotFound,
     SessionLocked,
-    TimeoutError,
     ValidationError,
 )
 from ..._lifecycle import ClientLifecycle
@@ -46,11 +45,13 @@ from ...engine import QueueSettings, QueueStatistics
 from ...ports import DEFAULT_LOCK_DURATION, DEFAULT_MAX_DELIVERY_COUNT, QueueClient, Timeout
 from ._administration import Administration
 from ._codec import METADATA_RESERVE, decode, encode
-from ._connection import Connection, connect, endpoint_of, withdraw_credit
+from ._connection import Connection, connect, endpoint_of
 from ._errors import translate
+from ._link import MIN_WAIT, Link, receive
 from ._naming import Entity, entity
 from ._peek import peek
-from ._sessions import MIN_WAIT, ServiceBusSessionClient
+from ._sending import Outbox
+from ._sessions import ServiceBusSessionClient
 from ._settlement import Receipt, Settling, renew
 
 __all__ = ["ServiceBusQueueClient"]
@@ -61,9 +62,6 @@ _DEFAULT_TIMEOUT: Final = 30.0
 #: How long past its timeout a next-available accept may take before we stop waiting for
 #: the service's answer (it normally answers at the timeout itself).
 _ACCEPT_GRACE: Final = 10.0
-#: Most bytes AMQP adds to an application property beyond its key and value (two str32
-#: headers); below the limit by this much per attribute, a message cannot exceed it.
-_ATTRIBUTE_FRAMING: Final = 10
 _new_str = str.__new__
 #: The settings of a queue this client may not read (no Manage right): checked by the service.
 UNKNOWN_SETTINGS: Final = QueueSettings()
@@ -104,9 +102,9 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
         self._connection: Connection | None = None
         self._admin: Administration | None = None
         self._settings: dict[str, QueueSettings] = {}
-        self._senders: dict[str, Any] = {}
-        self._idle: dict[tuple[str, bool], list[Any]] = {}
-        self._receivers: list[Any] = []
+        self._outboxes: dict[str, Outbox] = {}
+        self._idle: dict[tuple[str, bool], list[Link]] = {}
+        self._receivers: list[Link] = []
         self._sessions: set[ServiceBusSessionClient] = set()
         self._opening: dict[object, asyncio.Lock] = {}
         self._closing: set[asyncio.Future[None]] = set()
@@ -142,11 +140,17 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
         self._state = "closed"
         # sessions first (their locks are released), then every link, all at once
         await asyncio.gather(*(session.close() for session in list(self._sessions)))
-        handlers = [*self._senders.values(), *self._receivers]
-        self._senders.clear()
+        outboxes = list(self._outboxes.values())
+        receivers = [link.handler for link in self._receivers]
+        self._outboxes.clear()
         self._receivers.clear()
         self._idle.clear()
-        await asyncio.gather(*(_close_quietly(h) for h in handlers), *list(self._closing))
+        unsent = ClientClosed("the client was closed before this message was sent")
+        await asyncio.gather(
+            *(outbox.aclose(unsent) for outbox in outboxes),
+            *(_close_quietly(h) for h in receivers),
+            *list(self._closing),
+        )
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
@@ -155,7 +159,10 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
     def _close_later(self, handler: Any) -> None:
         """Close a link that holds nothing in the background (the SDK's close waits up to a
         second for its keep-alive task); `aclose` waits for it."""
-        task = asyncio.ensure_future(_close_quietly(handler))
+        self._later(_close_quietly(handler))
+
+    def _later(self, closing: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(closing)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -210,13 +217,14 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
         """Drop what this client cached for a queue (its settings, sender and receivers)."""
         key = path.lower()
         self._settings.pop(key, None)
-        handlers = [self._senders.pop(key)] if key in self._senders else []
+        outbox = self._outboxes.pop(key, None)
+        if outbox is not None:
+            self._later(outbox.aclose(QueueNotFound(f"queue {path!r} was deleted by this client")))
         for dead_letter in (False, True):
-            handlers.extend(self._idle.pop((key, dead_letter), ()))
-        for handler in handlers:
-            if handler in self._receivers:
-                self._receivers.remove(handler)
-            self._close_later(handler)
+            for link in self._idle.pop((key, dead_letter), ()):
+                if link in self._receivers:
+                    self._receivers.remove(link)
+                self._close_later(link.handler)
 
     async def get_queue_statistics(self, queue: QueueName | str) -> QueueStatistics:
         self._check_open()
@@ -246,26 +254,34 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _sender(self, path: str) -> Any:
+    async def _outbox(self, path: str) -> Outbox:
+        """The queue's `Outbox`, its sender opened on first use."""
         key = path.lower()
-        sender = self._senders.get(key)
-        if sender is not None:
-            return sender
+        outbox = self._outboxes.get(key)
+        if outbox is not None:
+            return outbox
         async with self._lock(("sender", key)):
-            sender = self._senders.get(key)
-            if sender is None:
+            outbox = self._outboxes.get(key)
+            if outbox is None:
                 _log.debug("open sender %s", path)
                 sender = self._conn().messaging.get_queue_sender(path)
                 try:
                     with translate("open sender", path):
                         await sender.__aenter__()
+                        limit = (await sender.create_message_batch()).max_size_in_bytes
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await sender.close()
                     raise
                 self._check_open()
-                self._senders[key] = sender
-        return sender
+                outbox = self._outboxes[key] = Outbox(
+                    path,
+                    sender,
+                    batch_limit=limit,
+                    max_size=self._max_size,
+                    plain_limit=self._config.max_message_size,
+                )
+        return outbox
 
     async def _target(self, queue: QueueName | str) -> tuple[str, QueueSettings]:
         if self._state != "open":
@@ -282,15 +298,8 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
             message, max_size=self._max_size, requires_session=_requires_session(settings)
         )
         outgoing = encode(message, _default_ttl(settings))
-        attributes = message.attributes
-        if attributes and size + _ATTRIBUTE_FRAMING * len(attributes) > self._max_size:
-            # near the limit, many attributes: their AMQP framing may be what tips it over
-            _check_encoded_size([outgoing], self._config.max_message_size)
-        sender = await self._sender(path)
-        subject = f"{path} message {message.message_id}"
-        _log.debug("send %s", subject)
-        with translate("send", subject):
-            await sender.send_messages(outgoing)
+        outbox = await self._outbox(path)
+        await outbox.send((message,), [outgoing], (size,), single=True)
         return _new_str(MessageId, message.message_id)
 
     async def send_messages(
@@ -298,63 +307,29 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
     ) -> list[MessageId]:
         path, settings = await self._target(queue)
         messages = list(message_sequence(messages))
-        for message in messages:
-            validate_message(
-                message, max_size=self._max_size, requires_session=_requires_session(settings)
-            )
+        requires_session = _requires_session(settings)
+        sizes = [
+            validate_message(m, max_size=self._max_size, requires_session=requires_session)
+            for m in messages
+        ]
         if not messages:
             return []
-        sender = await self._sender(path)
-        batches = await self._batches(sender, path, messages, _default_ttl(settings))
-        sent: list[str] = []
-        for index, (batch, members) in enumerate(batches):
-            _log.debug("send %s batch of %d (%s..)", path, len(members), members[0].message_id)
-            try:
-                with translate("send", f"{path} batch of {len(members)}"):
-                    await sender.send_messages(batch)
-            except QueueError as exc:
-                raise _batch_error(exc, path, sent, batches, index) from exc
-            sent.extend(m.message_id for m in members)
+        default_ttl = _default_ttl(settings)
+        outgoing = [encode(m, default_ttl) for m in messages]
+        outbox = await self._outbox(path)
+        await outbox.send(messages, outgoing, sizes, single=False)
         return [_new_str(MessageId, m.message_id) for m in messages]
-
-    async def _batches(
-        self, sender: Any, path: str, messages: list[Message], default_ttl: timedelta | None
-    ) -> list[tuple[ServiceBusMessageBatch, list[Message]]]:
-        """Every message placed in a batch the SDK sized (before anything is sent): a new
-        batch starts when one is full or the session changes (Service Bus takes a batch as
-        one unit, routed by its first message's session)."""
-        batches: list[tuple[ServiceBusMessageBatch, list[Message]]] = []
-        batch: ServiceBusMessageBatch | None = None
-        members: list[Message] = []
-        session: object = None
-        for message in messages:
-            outgoing = encode(message, default_ttl)
-            if batch is not None and message.session_id == session:
-                try:
-                    batch.add_message(outgoing)
-                except MessageSizeExceededError:
-                    pass
-                else:
-                    members.append(message)
-                    continue
-            with translate("create batch", path):
-                fresh: ServiceBusMessageBatch = await sender.create_message_batch()
-            try:
-                fresh.add_message(outgoing)
-            except MessageSizeExceededError:
-                raise ValidationError(
-                    f"message {message.message_id!r} is larger than Service Bus takes "
-                    f"({fresh.max_size_in_bytes} bytes with its properties)"
-                ) from None
-            batch, members, session = fresh, [message], message.session_id
-            batches.append((batch, members))
-        return batches
 
     # -- receiving -----------------------------------------------------------------------
 
-    async def _borrow(self, where: Entity) -> Any:
+    async def _borrow(self, where: Entity) -> Link:
+        """An idle receiver of ``where`` (preferably one whose deliveries are all settled, so
+        that settling them never waits for this receive), else a new one."""
         idle = self._idle.get(where.key)
         if idle:
+            for index in range(len(idle) - 1, -1, -1):
+                if not idle[index].busy():
+                    return idle.pop(index)
             return idle.pop()
         _log.debug("open receiver %s%s", where.path, " (dead letters)" if where.dead_letter else "")
         receiver = self._conn().messaging.get_queue_receiver(where.path, sub_queue=where.sub_queue)
@@ -365,12 +340,13 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
             with contextlib.suppress(Exception):
                 await receiver.close()
             raise
-        self._receivers.append(receiver)
-        return receiver
+        link = Link(receiver)
+        self._receivers.append(link)
+        return link
 
-    def _give_back(self, where: Entity, receiver: Any) -> None:
-        if self._state == "open" and receiver in self._receivers:
-            self._idle.setdefault(where.key, []).append(receiver)
+    def _give_back(self, where: Entity, link: Link) -> None:
+        if self._state == "open" and link in self._receivers:
+            self._idle.setdefault(where.key, []).append(link)
 
     async def receive_message(
         self, queue: QueueName | str, *, timeout: Timeout = None
@@ -396,19 +372,14 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
             raise ValidationError(
                 f"queue {str(name)!r} requires sessions: use accept_session to receive"
             )
-        receiver = await self._borrow(where)
-        try:
-            _log.debug("receive %s (up to %d, %.3f s)", name, max_messages, wait)
-            with translate("receive", str(name)):
-                incoming = await receiver.receive_messages(
-                    max_message_count=max_messages, max_wait_time=max(wait, MIN_WAIT)
-                )
-                if len(incoming) < max_messages:
-                    await withdraw_credit(receiver)
-        finally:
-            self._give_back(where, receiver)
+        link = await self._borrow(where)
         label = str(name)
-        return [decode(m, Receipt(self, label, receiver, m, None)) for m in incoming]
+        try:
+            _log.debug("receive %s (up to %d, %.3f s)", label, max_messages, wait)
+            incoming = await receive(link, max_messages, wait, label, self._check_open)
+        finally:
+            self._give_back(where, link)
+        return [decode(m, Receipt(self, label, link, m, None)) for m in incoming]
 
     # -- settling ------------------------------------------------------------------------
 
@@ -448,11 +419,11 @@ class ServiceBusQueueClient(Settling, ClientLifecycle, QueueClient):
         start = check_sequence_number(from_sequence_number)
         where = entity(name)
         await self._queue_settings(where.path)
-        receiver = await self._borrow(where)
+        link = await self._borrow(where)
         try:
-            return await peek(receiver, count, start, str(name))
+            return await peek(link, count, start, str(name))
         finally:
-            self._give_back(where, receiver)
+            self._give_back(where, link)
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -538,43 +509,6 @@ def _holds_session(receiver: Any) -> bool:
 async def _close_quietly(handler: Any) -> None:
     with contextlib.suppress(Exception):
         await handler.close()
-
-
-def _check_encoded_size(outgoing: list[Any], limit: int) -> None:
-    """Refuse a message whose AMQP encoding (with its many attributes) exceeds ``limit``."""
-    batch = ServiceBusMessageBatch(max_size_in_bytes=limit)
-    for message in outgoing:
-        try:
-            batch.add_message(message)
-        except MessageSizeExceededError:
-            raise ValidationError(
-                f"message {message.message_id!r} is larger than Service Bus takes "
-                f"({limit} bytes with its properties)"
-            ) from None
-
-
-def _batch_error(
-    exc: QueueError,
-    path: str,
-    sent: list[str],
-    batches: list[tuple[Any, list[Message]]],
-    index: int,
-) -> BatchSendError:
-    """`BatchSendError` for batch ``index`` failing with ``exc``: earlier batches were sent,
-    later ones were not; the failed one's outcome is unknown if the reply was lost."""
-    current = [m.message_id for m in batches[index][1]]
-    later = [m.message_id for _, members in batches[index + 1 :] for m in members]
-    unknown = exc.outcome_unknown or isinstance(exc, (TimeoutError, ConnectionError))
-    reason = exc.message
-    failed = [(mid, reason) for mid in ([] if unknown else current) + later]
-    return BatchSendError(
-        f"Service Bus send to {path}: {len(sent)} sent, "
-        f"{len(current) if unknown else 0} of unknown outcome, {len(failed)} not sent: {reason}",
-        sent=sent,
-        failed=failed,
-        unknown=current if unknown else (),
-        retryable=exc.retryable,
-    )
 
 
 def _requires_session(settings: QueueSettings) -> bool | None:

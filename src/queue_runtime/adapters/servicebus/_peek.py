@@ -1,17 +1,17 @@
 """Peeking: a queue's (or a session's) messages by sequence number, without locking them.
 
 Service Bus's ``$management`` ``peek-message`` operation, through the SDK receiver's
-``peek_messages``; pages are read until ``max_messages`` came or the service has no more.
+``peek_messages`` (holding its `Link` for each page); pages are read until ``max_messages``
+came or the service has no more.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from ..._logging import get_logger
 from ..._messages import ReceivedMessage
 from ._codec import decode
 from ._errors import translate
+from ._link import Link
 
 __all__ = ["peek"]
 
@@ -19,7 +19,7 @@ _log = get_logger("adapters.servicebus")
 
 
 async def peek(
-    receiver: Any, max_messages: int, from_sequence_number: int, subject: str
+    link: Link, max_messages: int, from_sequence_number: int, subject: str
 ) -> list[ReceivedMessage]:
     """Up to ``max_messages`` messages from ``from_sequence_number`` on (inclusive)."""
     # the SDK reads 0 as "after the last message this receiver received": say 1 (the first)
@@ -27,10 +27,13 @@ async def peek(
     found: list[ReceivedMessage] = []
     while len(found) < max_messages:
         _log.debug("peek %s from %d (up to %d)", subject, start, max_messages - len(found))
-        with translate("peek", subject):
-            page = await receiver.peek_messages(
-                max_message_count=max_messages - len(found), sequence_number=start
-            )
+        async with link:
+            with translate("peek", subject):
+                page = await link.handler.peek_messages(
+                    max_message_count=max_messages - len(found),
+                    sequence_number=start,
+                    timeout=link.timeout,
+                )
         if not page:
             break
         found.extend(decode(m, None, peeked=True) for m in page)

@@ -5,6 +5,10 @@ settled on that link only, so a session's messages settle through this client al
 lock lasts the queue's lock duration and is renewed only by `renew_session_lock`; once it
 lapses every call raises `SessionLockLost` (a waiting receive wakes when it lapses), and
 closing releases the session (its unsettled messages come back at once, in order).
+
+Several tasks may use one session client: every call on its receiver is made holding its
+`Link` (one SDK operation at a time), and a receive waiting for messages lets a lock renewal,
+a settlement or a state call through between its slices.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from ..._arguments import (
     check_max_messages,
@@ -25,17 +29,14 @@ from ..._logging import get_logger
 from ..._messages import ReceivedMessage
 from ...ports import SessionClient, Timeout
 from ._codec import decode
-from ._connection import withdraw_credit
 from ._errors import translate
+from ._link import MIN_WAIT, Link, receive
 from ._peek import peek
 from ._settlement import Receipt, Settling
 
-__all__ = ["MIN_WAIT", "ServiceBusSessionClient"]
+__all__ = ["ServiceBusSessionClient"]
 
 _log = get_logger("adapters.servicebus")
-
-#: The SDK refuses a wait of 0; ``timeout=0`` becomes this (one round trip to the service).
-MIN_WAIT: Final = 0.05
 
 
 class ServiceBusSessionClient(Settling, SessionClient):
@@ -53,7 +54,7 @@ class ServiceBusSessionClient(Settling, SessionClient):
     ) -> None:
         self._owner = owner
         self._queue = queue
-        self._receiver = receiver
+        self._link = Link(receiver)
         self._session = receiver.session
         self._session_id: str = self._session.session_id
         self._default_timeout = default_timeout
@@ -104,23 +105,18 @@ class ServiceBusSessionClient(Settling, SessionClient):
         self._check()
         async with self._receiving:
             self._check()
-            # wake when the lock lapses at the latest, to report it
+            # wake when the lock lapses at the latest, to report it (a renewal meanwhile
+            # extends the lock, not this wait)
             left = self._locked_until_timestamp() - time.time()
             budget = max(MIN_WAIT, min(wait, left))
             _log.debug("receive %s (up to %d, %.3f s)", self._subject, max_messages, budget)
-            with translate("receive", self._subject):
-                incoming = await self._receiver.receive_messages(
-                    max_message_count=max_messages, max_wait_time=budget
-                )
-                if len(incoming) < max_messages:
-                    await withdraw_credit(self._receiver)
+            incoming = await receive(self._link, max_messages, budget, self._subject, self._check)
             if not incoming and wait > left:
                 self._check()
         until = self._locked_until_timestamp()
+        link = self._link
         return [
-            decode(
-                m, Receipt(self._owner, self._queue, self._receiver, m, self), locked_until=until
-            )
+            decode(m, Receipt(self._owner, self._queue, link, m, self), locked_until=until)
             for m in incoming
         ]
 
@@ -145,22 +141,26 @@ class ServiceBusSessionClient(Settling, SessionClient):
         count = check_max_messages(max_messages)
         start = check_sequence_number(from_sequence_number)
         self._check()
-        return await peek(self._receiver, count, start, self._subject)
+        return await peek(self._link, count, start, self._subject)
 
     # -- the session ---------------------------------------------------------------------
 
     async def renew_session_lock(self) -> datetime:
         self._check()
-        _log.debug("renew session lock %s", self._subject)
-        with translate("renew session lock", self._subject):
-            until: datetime = await self._session.renew_lock()
+        async with self._link:
+            self._check()
+            _log.debug("renew session lock %s", self._subject)
+            with translate("renew session lock", self._subject):
+                until: datetime = await self._session.renew_lock(timeout=self._link.timeout)
         return until
 
     async def get_state(self) -> bytes | None:
         self._check()
-        _log.debug("get session state %s", self._subject)
-        with translate("get session state", self._subject):
-            state = await self._session.get_state()
+        async with self._link:
+            self._check()
+            _log.debug("get session state %s", self._subject)
+            with translate("get session state", self._subject):
+                state = await self._session.get_state(timeout=self._link.timeout)
         return None if state is None else bytes(state)
 
     async def set_state(self, state: bytes | None) -> None:
@@ -169,9 +169,11 @@ class ServiceBusSessionClient(Settling, SessionClient):
                 f"session state must be bytes or None, not {type(state).__name__}"
             )
         self._check()
-        _log.debug("set session state %s", self._subject)
-        with translate("set session state", self._subject):
-            await self._session.set_state(state)
+        async with self._link:
+            self._check()
+            _log.debug("set session state %s", self._subject)
+            with translate("set session state", self._subject):
+                await self._session.set_state(state, timeout=self._link.timeout)
 
     async def close(self) -> None:
         if self._closed:
@@ -180,8 +182,10 @@ class ServiceBusSessionClient(Settling, SessionClient):
         self._on_close(self)
         _log.debug("release %s", self._subject)
         try:
-            with translate("release session", self._subject):
-                await self._receiver.close()
+            # after the call in progress on it, if any (a waiting receive stops at its slice)
+            async with self._link:
+                with translate("release session", self._subject):
+                    await self._link.handler.close()
         except QueueError as exc:
             # the lock is gone either way: closing a lapsed or broken session is a no-op
             _log.debug("%s: closing the receiver failed: %s", self._subject, exc)

@@ -1,11 +1,11 @@
 """Settling and renewing one delivery: the receipt, and the rule that an unknown outcome spends it.
 
-A `Receipt` names the SDK receiver that delivered the message (Service Bus settles a delivery
-on the link that received it), the SDK's message, and the `SessionClient` holding it, if any
-(only that holder may settle it). Once a settlement was attempted, the receipt is spent
-whatever came back, unless our own checks refused the call: a cancelled call or a lost reply
-may have settled the message, so a second attempt raises `MessageLockLost` rather than
-risk acting twice.
+A `Receipt` names the `Link` that delivered the message (Service Bus settles a delivery on
+the link that received it; every call on it is made holding the link), the SDK's message,
+and the `SessionClient` holding it, if any (only that holder may settle it). Once a
+settlement was attempted, the receipt is spent whatever came back, unless our own checks
+refused the call: a cancelled call or a lost reply may have settled the message, so a second
+attempt raises `MessageLockLost` rather than risk acting twice.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..._logging import get_logger
 from ..._messages import ReceivedMessage
 from ...ports import batch_settle_error
 from ._errors import translate
+from ._link import Link
 
 __all__ = [
     "ABANDON",
@@ -43,19 +44,26 @@ DEAD_LETTER: Final = "dead-letter"
 class Receipt:
     """What settling one delivery needs; opaque to callers."""
 
-    __slots__ = ("holder", "incoming", "owner", "queue", "receiver", "spent")
+    __slots__ = ("holder", "incoming", "link", "owner", "queue", "spent")
 
     def __init__(
-        self, owner: object, queue: str, receiver: Any, incoming: Any, holder: object
+        self, owner: object, queue: str, link: Link, incoming: Any, holder: object
     ) -> None:
         #: The `ServiceBusQueueClient` whose receiver delivered it.
         self.owner = owner
         self.queue = queue
-        self.receiver = receiver
+        #: The receiver that delivered it (which notes it as unsettled until it is spent).
+        self.link = link
         self.incoming = incoming
         #: The session client holding the message (None outside sessions).
         self.holder = holder
         self.spent = False
+        link.unsettled.add(self)
+
+    def spend(self) -> None:
+        """From here on the outcome may be anything: never settle twice."""
+        self.spent = True
+        self.link.unsettled.discard(self)
 
     def __repr__(self) -> str:
         return f"Receipt(queue={self.queue!r}, spent={self.spent})"
@@ -72,39 +80,51 @@ async def settle(
     description: str | None = None,
 ) -> None:
     """Complete, abandon or dead-letter the delivery on the link that received it."""
+    _check_unspent(receipt)
+    link, incoming = receipt.link, receipt.incoming
+    async with link:
+        _check_unspent(receipt)  # a concurrent settlement of it went first
+        receipt.spend()
+        receiver = link.handler
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s %s", action, receipt.subject())
+        with translate(action, receipt.subject()):
+            if action == COMPLETE:
+                await receiver.complete_message(incoming)
+            elif action == ABANDON:
+                await receiver.abandon_message(incoming)
+            elif action == DEAD_LETTER:
+                await receiver.dead_letter_message(
+                    incoming, reason=reason, error_description=description
+                )
+            else:  # pragma: no cover - the adapter passes one of the three
+                raise ValidationError(f"unknown settlement {action!r}")
+
+
+def _check_unspent(receipt: Receipt) -> None:
     if receipt.spent:
         raise MessageLockLost(
             f"{receipt.subject()}: already settled (or a settlement of unknown outcome was made)"
         )
-    receipt.spent = True  # from here on the outcome may be anything: never settle twice
-    receiver, incoming = receipt.receiver, receipt.incoming
-    if _log.isEnabledFor(logging.DEBUG):
-        _log.debug("%s %s", action, receipt.subject())
-    with translate(action, receipt.subject()):
-        if action == COMPLETE:
-            await receiver.complete_message(incoming)
-        elif action == ABANDON:
-            await receiver.abandon_message(incoming)
-        elif action == DEAD_LETTER:
-            await receiver.dead_letter_message(
-                incoming, reason=reason, error_description=description
-            )
-        else:  # pragma: no cover - the adapter passes one of the three
-            receipt.spent = False
-            raise ValidationError(f"unknown settlement {action!r}")
 
 
 async def renew(receipt: Receipt) -> datetime:
     """Extend the delivery's lock by the queue's lock duration; returns the new expiry."""
     if receipt.spent:
         raise MessageLockLost(f"{receipt.subject()}: already settled")
-    _log.debug("renew lock %s", receipt.subject())
-    try:
-        with translate("renew lock", receipt.subject()):
-            until: datetime = await receipt.receiver.renew_message_lock(receipt.incoming)
-    except MessageLockLost:
-        receipt.spent = True
-        raise
+    link = receipt.link
+    async with link:
+        if receipt.spent:
+            raise MessageLockLost(f"{receipt.subject()}: already settled")
+        _log.debug("renew lock %s", receipt.subject())
+        try:
+            with translate("renew lock", receipt.subject()):
+                until: datetime = await link.handler.renew_message_lock(
+                    receipt.incoming, timeout=link.timeout
+                )
+        except MessageLockLost:
+            receipt.spend()
+            raise
     return until
 
 
