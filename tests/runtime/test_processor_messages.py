@@ -311,3 +311,51 @@ async def test_a_client_closed_under_the_processor_stops_it() -> None:
     await eventually(lambda: not processor.health().running)
     await processor.stop()
     assert "closed" in (processor.health().last_error or "")
+
+
+@pytest.mark.asyncio
+async def test_a_free_worker_receives_while_another_handles_a_slow_message(
+    client: InMemoryQueueClient,
+) -> None:
+    await client.create_queue("q")
+    slow_started, fast_done = asyncio.Event(), asyncio.Event()
+
+    async def handle(message: qr.ReceivedMessage) -> None:
+        if message.body == b"slow":
+            slow_started.set()
+            await fast_done.wait()  # held until the next message was handled beside it
+        else:
+            fast_done.set()
+
+    async with qr.Processor(client, "q", handle, max_concurrency=2, receive_timeout=0.2):
+        await asyncio.sleep(0.3)  # one worker waits in a receive, the other for it
+        await client.send_message("q", qr.Message(b"slow"))
+        await slow_started.wait()
+        await client.send_message("q", qr.Message(b"fast"))
+        await asyncio.wait_for(fast_done.wait(), 30)
+        await eventually(lambda: drained(client, "q"))
+
+
+@pytest.mark.asyncio
+async def test_stop_wakes_every_worker_that_waits_for_a_receive(
+    client: InMemoryQueueClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    await client.create_queue("q")
+    started, go_on = asyncio.Event(), asyncio.Event()
+
+    async def handle(message: qr.ReceivedMessage) -> None:
+        started.set()
+        await go_on.wait()
+
+    processor = qr.Processor(client, "q", handle, max_concurrency=4, receive_timeout=0.2)
+    await processor.start()
+    await asyncio.sleep(0.3)  # one worker waits in a receive, the others for it
+    await client.send_message("q", qr.Message(b"m"))
+    await started.wait()
+    await asyncio.sleep(0.3)
+    stopping = asyncio.ensure_future(processor.stop(timeout=20))
+    await asyncio.sleep(0.1)
+    go_on.set()
+    await stopping
+    assert not any("did not finish" in r.getMessage() for r in caplog.records)
+    assert client.statistics("q").completed == 1

@@ -204,8 +204,9 @@ class Processor(Service):
         self._buffer: deque[tuple[Lane, ReceivedMessage]] = deque()
         self._busy = 0
         self._refilling = False
-        #: Message workers waiting for the receive under way; each is woken only for a
-        #: message it can take (a wake-up for nothing is a task switch per worker and refill).
+        #: Message workers waiting for the receive under way; after it, as many are woken as
+        #: it brought messages, one of them to receive next (not all: a wake-up for nothing
+        #: is a task switch per worker and receive).
         self._parked: deque[asyncio.Future[None]] = deque()
         self._in_flight = 0
         self._last_error: str | None = None
@@ -276,6 +277,7 @@ class Processor(Service):
         self._state = "stopping"
         self._stopping = True
         self._stop_event.set()
+        self._unpark(len(self._parked))  # they see the stop (or park for the last receive)
         if self._breaker is not None:
             self._breaker.wake()
         deadline = self.shutdown_timeout if timeout is None else float(timeout)
@@ -592,8 +594,9 @@ class Processor(Service):
                     return
             finally:
                 self._refilling = False
-                # the refiller takes one itself; when stopping, all see there is no more
-                self._unpark(len(self._parked) if stop.is_set() else len(buffer) - 1)
+                # one for each message but the refiller's own, and one to receive next (no
+                # free worker waits for a receive that nobody makes); stopping, all of them
+                self._unpark(len(self._parked) if stop.is_set() else len(buffer))
 
     def _unpark(self, count: int) -> None:
         parked = self._parked
