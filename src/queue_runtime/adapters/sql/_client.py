@@ -532,20 +532,20 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         wait = timeout_seconds(timeout, self._default_timeout)
         wanted = None if session_id is None else SessionId(session_id)
 
-        async def attempt(token: int) -> rules.Lease | None:
+        async def named(token: int) -> rules.Lease | None:
+            assert wanted is not None
             asked = self._clock.now()
             op = rules.accept_session(self._st, name, wanted, asked, token)
-            lease = await self._run(op, "accept_session")
-            return None if lease is None else await self._fresh(lease, asked)
+            return await self._fresh(await self._run(op, "accept_session"), asked)
 
         def give_back(token: int) -> rules.Op[None]:
             return rules.release_taken(self._st, name, "", token, True)
 
         if wanted is None:
-            lease = await self._until(name, wait, attempt, give_back)
+            lease = await self._until(name, wait, self._accept_next(name), give_back)
         else:
             for _ in range(3):  # a named lease spent before it was handed out: take it again
-                if (lease := await self._attempt(attempt, give_back)) is not None:
+                if (lease := await self._attempt(named, give_back)) is not None:
                     break
             else:
                 raise SessionLockLost(f"the lease on session {wanted!r} ran out while taken")
@@ -555,6 +555,37 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         session = SqlSessionClient(self, lease)
         self._sessions.add(session)
         return session
+
+    def _accept_next(self, name: str) -> Callable[[int], Awaitable[rules.Lease | None]]:
+        """One look for the next available session of ``name`` (an attempt of `_until`)."""
+
+        async def attempt(token: int) -> rules.Lease | None:
+            known, sweep = self._known(name)
+            for _ in range(8):  # a session leased by a concurrent accept: look again
+                asked = self._clock.now()
+                op = rules.accept_next(self._st, name, known, asked, token, sweep)
+                try:
+                    row, lease, swept = await self._run(op, "accept_session")
+                except QueueNotFound:
+                    self._queues.pop(name, None)
+                    raise
+                self._remember(row, swept)
+                if lease is not None:
+                    fresh = await self._fresh(lease, asked)
+                    if fresh is not None:
+                        return fresh
+                    continue
+                ready = await self._run(rules.session_ready(self._st, row, asked), "accept")
+                if not ready:
+                    if swept:
+                        return None
+                    # the queue as last read may be gone, or hold lapsed locks: look again
+                    known, sweep = None, True
+                else:
+                    known, sweep = row, False
+            return None
+
+        return attempt
 
 
 class SqlSessionClient(SessionClient):

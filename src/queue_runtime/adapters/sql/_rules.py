@@ -45,6 +45,7 @@ __all__ = [
     "Unsettled",
     "Wake",
     "abandon",
+    "accept_next",
     "accept_session",
     "alone",
     "check_lease",
@@ -64,6 +65,7 @@ __all__ = [
     "renew_lock",
     "renew_session",
     "send",
+    "session_ready",
     "session_receive",
     "set_state",
     "settle_many",
@@ -644,31 +646,54 @@ class Lease:
     locked_until: float
 
 
-def accept_session(
-    st: Statements, name: str, session_id: str | None, now: float, token: int
-) -> Op[Lease | None]:
-    """Lease ``session_id``, or the session whose next message has waited longest (None if no
-    session is ready). Raises `SessionLocked` when ``session_id`` has another holder."""
+def accept_session(st: Statements, name: str, session_id: str, now: float, token: int) -> Op[Lease]:
+    """Lease ``session_id`` (empty or not); `SessionLocked` when it has another holder."""
     queue = yield from load_queue(st, name)
     if not queue.sessions:
         raise ValidationError(f"queue {name!r} does not require sessions")
     until = now + queue.settings.lock_duration
-    if session_id is not None:
-        rows = yield Query(st.lease_session, (queue.id, session_id, token, until, now))
-        if not rows:
-            raise SessionLocked(f"session {session_id!r} is held by another receiver")
-        return Lease(name, queue.id, session_id, token, until)
-    yield from sweep(st, queue, now)
-    for _ in range(8):  # a candidate taken by a concurrent accept is skipped on the next look
-        candidates = yield Query(
-            st.next_ready_session, (queue.id, now, now, _spendable(queue), now, now)
-        )
-        if not candidates:
-            return None
-        candidate = candidates[0][0]
-        if (yield Query(st.lease_session, (queue.id, candidate, token, until, now))):
-            return Lease(name, queue.id, candidate, token, until)
-    return None
+    rows = yield Query(st.lease_session, (queue.id, session_id, token, until, now))
+    if not rows:
+        raise SessionLocked(f"session {session_id!r} is held by another receiver")
+    return Lease(name, queue.id, session_id, token, until)
+
+
+#: What a next-available accept returns: the queue, the lease (None: nothing leased), and
+#: whether it swept the queue first.
+Accepted = tuple[QueueRow, Lease | None, bool]
+
+
+def accept_next(
+    st: Statements,
+    name: str,
+    known: QueueRow | None,
+    now: float,
+    token: int,
+    sweep_first: bool,
+) -> Op[Accepted]:
+    """Lease the session whose next message has waited longest: against the queue as last
+    read, one statement (`session_ready` tells a race lost from nothing ready). ``known=None``
+    reads the queue again and sweeps it first, as a receive does (see `_take`)."""
+    queue = known or (yield from load_queue(st, name))
+    if not queue.sessions:
+        raise ValidationError(f"queue {name!r} does not require sessions")
+    swept = sweep_first or known is None
+    if swept:
+        yield from sweep(st, queue, now)
+    until = now + queue.settings.lock_duration
+    deliverable = (queue.id, now, now, _spendable(queue), now, now)
+    rows = yield Query(st.lease_next_session, (token, until, *deliverable, now), True)
+    if not rows:
+        return queue, None, swept
+    return queue, Lease(name, queue.id, rows[0][0], token, until), swept
+
+
+def session_ready(st: Statements, queue: QueueRow, now: float) -> Op[bool]:
+    """Whether some session of ``queue`` has a deliverable message and no live lease."""
+    rows = yield Query(
+        st.next_ready_session, (queue.id, now, now, _spendable(queue), now, now), True
+    )
+    return bool(rows)
 
 
 def check_lease(st: Statements, lease: Lease, now: float) -> Op[float]:

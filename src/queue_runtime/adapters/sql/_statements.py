@@ -239,6 +239,20 @@ _SQL: Final[dict[str, str]] = {
         " AND s.session_id = m.partition_key AND s.lease_token <> 0 AND s.lease_until > ?)"
         " ORDER BY m.seq LIMIT 1"
     ),
+    # lease the session of the oldest deliverable message that no live lease holds, in one
+    # statement; nothing back: none is ready, or a concurrent accept leased that one first
+    "lease_next_session": (
+        "INSERT INTO {ns}sessions AS s (queue_id, session_id, lease_token, lease_until)"
+        " SELECT m.queue_id, m.partition_key, ?, ? FROM {ns}messages m WHERE m.queue_id = ?"
+        " AND m.partition_key <> '' AND m.visible_at <= ? AND (m.lock_token = 0"
+        " OR m.locked_until <= ?) AND m.delivery_count < ? AND (m.expires_at IS NULL"
+        " OR m.expires_at > ?) AND NOT EXISTS (SELECT 1 FROM {ns}sessions l"
+        " WHERE l.queue_id = m.queue_id AND l.session_id = m.partition_key"
+        " AND l.lease_token <> 0 AND l.lease_until > ?) ORDER BY m.seq LIMIT 1"
+        " ON CONFLICT (queue_id, session_id) DO UPDATE SET lease_token = excluded.lease_token,"
+        " lease_until = excluded.lease_until WHERE s.lease_token = 0 OR s.lease_until <= ?"
+        " RETURNING session_id"
+    ),
     "check_lease": (
         "SELECT lease_until FROM {ns}sessions WHERE queue_id = ? AND session_id = ?"
         " AND lease_token = ? AND lease_until > ?"
@@ -391,6 +405,7 @@ class Statements:
     renew_lock: str
     lease_session: str
     next_ready_session: str
+    lease_next_session: str
     check_lease: str
     renew_lease: str
     renew_session_messages: str
