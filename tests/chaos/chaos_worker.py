@@ -3,7 +3,7 @@
 Runs a `Processor` on the session queue until SIGTERM (the test SIGKILLs it at any moment).
 Each handler appends ``<monotonic ns> <session> <n> <delivery count>`` to LOG when it starts
 (one ``write`` of a short line on a file opened for appending: whole lines, whoever writes),
-then takes a few milliseconds, as real work would.
+then takes 50 ms, as real work would (the drain lasts several seconds, kills land in it).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ async def main(url: str, queue: str, log_path: str) -> None:
         session, n = message.body.decode().split(":")
         line = f"{time.monotonic_ns()} {session} {n} {message.delivery_count}\n"
         os.write(log, line.encode())
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
 
     async with qr.create_client(url) as client:
         processor = qr.Processor(

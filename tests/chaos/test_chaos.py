@@ -29,7 +29,7 @@ SESSIONS = 50
 PER_SESSION = 20
 WORKERS = 3
 #: How long the drain may take at most: far beyond what it needs on a loaded 2-core machine
-#: (about 20-40 s), so that only a stall fails the test.
+#: (about 10-40 s), so that only a stall fails the test.
 DEADLINE = 240.0
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(DEADLINE + 60)]
@@ -88,15 +88,15 @@ def test_sigkill_every_second_loses_nothing_and_keeps_session_order(
     try:
         while True:
             time.sleep(1.0)
-            stats = asyncio.run(_left(store, queue))
-            if stats.active == stats.locked == stats.scheduled == 0:
-                break
-            assert time.monotonic() - started < DEADLINE, f"not drained: {stats}"
             victim = random.randrange(WORKERS)
             workers[victim].kill()
             workers[victim].wait()
             kills += 1
             workers[victim] = _start(store, queue, log)
+            stats = asyncio.run(_left(store, queue))
+            if stats.active == stats.locked == stats.scheduled == 0:
+                break
+            assert time.monotonic() - started < DEADLINE, f"not drained: {stats}"
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
@@ -113,7 +113,7 @@ def test_sigkill_every_second_loses_nothing_and_keeps_session_order(
         time.sleep(0.5)
         stats = asyncio.run(_left(store, queue))
     assert stats.locked_sessions == 0
-    assert kills > 0
+    assert kills > 1  # the drain outlasted a kill
 
     first: dict[str, list[int]] = {}
     seen: set[tuple[str, int]] = set()

@@ -45,6 +45,7 @@ from ...ports import (
     batch_settle_error,
 )
 from . import _rules as rules
+from ._coalesce import Coalescer
 from ._codec import Receipt, peeked, received
 from ._database import Database, QueueGone, log
 from ._sent import SENT
@@ -97,6 +98,13 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         self._queues: dict[str, rules.QueueRow] = {}
         self._swept: dict[str, float] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        #: Completions: where the dialect settles many in one statement, those several tasks
+        #: make at about the same moment go together (group commit), else one by one.
+        self._completions: Coalescer[Receipt] | None = (
+            Coalescer(self._complete_one, self._complete_gathered)
+            if self._st.dialect.array_insert
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self._db.key!r}, state={self._state!r})"
@@ -128,6 +136,8 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
                 log.debug("could not release session %s: %s", session.session_id, exc)
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._completions is not None:
+            await self._completions.aclose()
         self._state = "closed"
         self._waiters.notify_all()
         await self._db.close()
@@ -418,7 +428,7 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         return receipt
 
     async def complete_message(self, message: ReceivedMessage) -> None:
-        await self._settle(rules.complete, self._receipt(message), "complete")
+        await self._complete(self._receipt(message))
 
     async def abandon_message(self, message: ReceivedMessage) -> None:
         await self._settle(rules.abandon, self._receipt(message), "abandon")
@@ -438,6 +448,37 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
             _log_settled(action, receipt)
             return
         await self._db.run(rules.explain_unsettled(self._st, receipt, now), action, relaxed=True)
+
+    async def _complete(self, receipt: Receipt) -> None:
+        if self._completions is None:
+            await self._settle(rules.complete, receipt, "complete")
+        else:
+            await self._completions(receipt)
+
+    async def _complete_one(self, receipt: Receipt) -> None:
+        await self._settle(rules.complete, receipt, "complete")
+
+    async def _complete_gathered(self, receipts: list[Receipt]) -> list[BaseException | None]:
+        """Completions that gathered while another was in flight, as one statement; each
+        that changed nothing gets its own error (`SessionLockLost` or `MessageLockLost`)."""
+        now = self._clock.now()
+        done = await self._db.run(
+            rules.complete_each(self._st, receipts, now), "complete", relaxed=True
+        )
+        outcomes: list[BaseException | None] = []
+        for receipt in receipts:
+            if receipt.seq in done:
+                _log_settled("complete", receipt)
+                outcomes.append(None)
+                continue
+            try:
+                op = rules.explain_unsettled(self._st, receipt, now)
+                await self._db.run(op, "complete", relaxed=True)
+            except QueueError as error:
+                outcomes.append(error)
+            else:  # explain_unsettled always raises
+                outcomes.append(rules.Unsettled("the message was not completed"))
+        return outcomes
 
     async def dead_letter_message(
         self,
@@ -666,7 +707,7 @@ class SqlSessionClient(SessionClient):
         return self._client._receipt(message, self._lease.token)
 
     async def complete_message(self, message: ReceivedMessage) -> None:
-        await self._client._settle(rules.complete, self._receipt(message), "complete")
+        await self._client._complete(self._receipt(message))
 
     async def complete_messages(self, messages: Sequence[ReceivedMessage]) -> None:
         self._check()

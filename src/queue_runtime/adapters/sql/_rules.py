@@ -50,6 +50,7 @@ __all__ = [
     "alone",
     "check_lease",
     "complete",
+    "complete_each",
     "complete_many",
     "create_queue",
     "dead_letter",
@@ -285,6 +286,8 @@ def send(
         [(sql, run)] = st.runs("insert_message_seq", rows)
         stored = yield Query(sql, run[0], True)
         seq = stored[0][0] if stored else 0
+    elif st.dialect.array_insert and len(rows) > 1:  # one statement, one array per column
+        yield Execute(st.insert_messages_columns, tuple(map(list, zip(*rows, strict=True))))
     else:
         for sql, run in st.runs("insert_message", rows):
             if len(run) == 1:
@@ -611,6 +614,15 @@ def complete_many(
         else:
             outcomes.append(None if receipt.seq in done else _lock_lost())
     return outcomes
+
+
+def complete_each(st: Statements, receipts: Sequence[Receipt], now: float) -> Op[set[int]]:
+    """Complete deliveries of several receives in one statement (`Dialect.array_insert`);
+    returns the sequence numbers completed. One not among them changed nothing: its lock or
+    its session's lease is gone (`explain_unsettled` says which)."""
+    columns = ([r.seq for r in receipts], [r.token for r in receipts], [r.lease for r in receipts])
+    rows = yield Query(st.complete_each, (*columns, now, now), True)
+    return {row[0] for row in rows}
 
 
 def statistics(st: Statements, name: str, now: float) -> Op[QueueStatistics]:

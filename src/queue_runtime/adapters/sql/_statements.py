@@ -46,6 +46,9 @@ class Dialect:
     #: so the schema keeps the newest number deleted in ``seq_floor``, and inserts number
     #: their rows above it and above every row there is.
     rowid_seq: bool = False
+    #: Many rows are inserted by one statement over arrays, one per column
+    #: (``insert_messages_columns``), rather than the statement run once per row.
+    array_insert: bool = False
 
     def render(self, sql: str) -> str:
         ns = self.namespace
@@ -123,6 +126,17 @@ _INSERT_MESSAGE: Final = (
 )
 
 _SQL: Final[dict[str, str]] = {
+    # -- sending many at once where the dialect has arrays (`Dialect.array_insert`): one
+    # parameter per column, rows in order (the identity numbers them in that order)
+    "insert_messages_columns": (
+        "INSERT INTO {ns}messages (queue_id, partition_key, message_id, unique_id, body,"
+        " attributes, correlation_id, session_id, time_to_live_us, scheduled_at, enqueued_at,"
+        " visible_at, expires_at) SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[],"
+        " ?::integer[], ?::bytea[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[],"
+        " ?::double precision[], ?::double precision[], ?::double precision[])"
+        " ON CONFLICT (queue_id, message_id) WHERE dead_lettered = 0 AND unique_id = 1"
+        " DO NOTHING"
+    ),
     # -- queues ---------------------------------------------------------------------------
     "select_queue": f"SELECT {_QUEUE_COLUMNS} FROM {{ns}}queues WHERE name = ?",
     "insert_queue": (
@@ -189,6 +203,15 @@ _SQL: Final[dict[str, str]] = {
         "DELETE FROM {ns}messages WHERE seq = ? AND lock_token = ? AND locked_until > ?"
         " AND EXISTS (SELECT 1 FROM {ns}sessions WHERE queue_id = ? AND session_id = ?"
         " AND lease_token = ? AND lease_until > ?)"
+    ),
+    # completions of several receives at once (`Dialect.array_insert`): per row its sequence
+    # number, token and session lease (0: none), each checked as `complete_leased` does
+    "complete_each": (
+        "DELETE FROM {ns}messages m USING unnest(?::bigint[], ?::bigint[], ?::bigint[])"
+        " AS t(seq, token, lease) WHERE m.seq = t.seq AND m.lock_token = t.token"
+        " AND m.locked_until > ? AND (t.lease = 0 OR EXISTS (SELECT 1 FROM {ns}sessions s"
+        " WHERE s.queue_id = m.queue_id AND s.session_id = m.partition_key"
+        " AND s.lease_token = t.lease AND s.lease_until > ?)) RETURNING m.seq"
     ),
     "complete_group": (
         "DELETE FROM {ns}messages WHERE lock_token = ? AND locked_until > ? AND {seq_in_list}"
@@ -383,6 +406,7 @@ class Statements:
     delete_queues: str
     insert_message: str
     insert_message_seq: str
+    insert_messages_columns: str
     find_sent: str
     dead_letter_spent: str
     dead_letter_expired: str
@@ -396,6 +420,7 @@ class Statements:
     lock_leased_one: str
     lock_leased_next: str
     complete_group: str
+    complete_each: str
     unlock: str
     release_group: str
     release_taken: str

@@ -53,6 +53,7 @@ def postgres_dialect(schema: str) -> Dialect:
         seq_in_list="seq = ANY(?::bigint[])",
         list_parameter=list,
         index_namespace=f'"{schema}".',
+        array_insert=True,
     )
 
 

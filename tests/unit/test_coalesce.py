@@ -1,0 +1,66 @@
+"""The group-commit helper of the SQL adapter: the first caller alone, the rest together."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from queue_runtime.adapters.sql._coalesce import Coalescer
+
+pytestmark = pytest.mark.asyncio
+
+
+class Recorder:
+    """Stand-in statements: each records what it was called with and takes a moment."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    async def one(self, item: int) -> None:
+        self.calls.append([item])
+        await asyncio.sleep(0.01)
+        if item < 0:
+            raise LookupError(item)
+
+    async def many(self, items: list[int]) -> list[BaseException | None]:
+        self.calls.append(list(items))
+        await asyncio.sleep(0.01)
+        return [LookupError(i) if i < 0 else None for i in items]
+
+
+async def test_the_first_goes_alone_and_the_others_gather_behind_it() -> None:
+    recorder = Recorder()
+    settle = Coalescer(recorder.one, recorder.many)
+    outcomes = await asyncio.gather(*(settle(i) for i in (1, 2, -3, 4)), return_exceptions=True)
+    assert recorder.calls == [[1], [2, -3, 4]]
+    assert [type(o) for o in outcomes] == [type(None), type(None), LookupError, type(None)]
+    await settle(5)  # nothing in flight: alone again
+    assert recorder.calls[-1] == [5]
+
+
+async def test_a_failed_statement_fails_each_caller_of_it() -> None:
+    async def one(item: int) -> None:
+        await asyncio.sleep(0.01)
+
+    async def many(items: list[int]) -> list[BaseException | None]:
+        raise ConnectionError("gone")
+
+    settle = Coalescer(one, many)
+    outcomes = await asyncio.gather(*(settle(i) for i in range(3)), return_exceptions=True)
+    assert outcomes[0] is None
+    assert all(isinstance(o, ConnectionError) for o in outcomes[1:])
+    assert outcomes[1] is not outcomes[2]  # each caller its own copy
+
+
+async def test_a_caller_cancelled_before_its_turn_is_not_made() -> None:
+    recorder = Recorder()
+    settle = Coalescer(recorder.one, recorder.many)
+    first = asyncio.ensure_future(settle(1))
+    await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(settle(2))
+    kept = asyncio.ensure_future(settle(3))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.gather(first, waiting, kept, return_exceptions=True)
+    assert recorder.calls == [[1], [3]]
