@@ -556,9 +556,12 @@ class Processor(Service):
             if buffer and not (self._stopping and self._release):
                 # handled even when stopping, unless it can go back uncounted (end of stop)
                 lane, message = buffer.popleft()
-                self._busy += 1
                 key = id(message)
-                held[key] = message  # the renewal task finds it here
+                leases = self._message_leases
+                if leases and (lease := leases.get(key)) is not None and lease.lost:
+                    del held[key], leases[key]  # its lock lapsed while it waited: not ours
+                    continue
+                self._busy += 1
                 try:
                     if enabled():
                         await self._traced(lane, message, None, None)
@@ -604,14 +607,19 @@ class Processor(Service):
             parked.popleft().set_result(None)
 
     async def _refill(self) -> None:
-        """Receive at most the free capacity (never more than ``max_concurrency`` held).
+        """Receive at most the free capacity, and where what is not started goes back
+        uncounted (``capabilities.release``) and locks are renewed, as much again ahead of
+        it (at most ``2 * max_concurrency`` held, their locks renewed while they wait): a
+        receive then brings about as many messages as there are workers, not only those free
+        at that moment.
 
-        What it brings is handled by the free workers it was received for, also when the
-        processor stops meanwhile (see `_receiving`)."""
+        Elsewhere what it brings is handled by the free workers it was received for, also when
+        the processor stops meanwhile (see `_receiving`)."""
         breaker = self._breaker
         if breaker is not None and breaker.state.state != "closed":
             await self._until_stopped(breaker.wait_receiving())
-        room = self.max_concurrency - self._busy - len(self._buffer)
+        ahead = self.max_concurrency if self._release and self._lock_renewal else 0
+        room = self.max_concurrency + ahead - self._busy - len(self._buffer)
         if breaker is not None and breaker.state.state != "closed":
             room = min(room, breaker.config.half_open_max_calls)
         if room <= 0:
@@ -630,6 +638,9 @@ class Processor(Service):
         if batch:
             self.counters.received += len(batch)
             self._buffer.extend([(lane, m) for m in batch])
+            held = self._held_messages  # the renewal task finds them here until settled
+            for message in batch:
+                held[id(message)] = message
             until = batch[0].locked_until_timestamp
             if until is not None and self._lock_estimate == 0:
                 self._lock_estimate = duration = until - time.time()
@@ -639,6 +650,8 @@ class Processor(Service):
         """Messages received for free workers that none started (a stop on an adapter with
         ``capabilities.release``, or workers cancelled when the stop ran out of time)."""
         buffer = self._buffer
+        for _, message in buffer:
+            self._held_messages.pop(id(message), None)
         while buffer:
             lane = buffer[0][0]
             batch = [m for ln, m in buffer if ln is lane]

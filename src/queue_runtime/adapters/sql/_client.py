@@ -184,15 +184,21 @@ class SqlQueueClient(ClientLifecycle, QueueClient):
         name: str,
         take: Callable[[rules.QueueRow | None, bool], rules.Op[rules.Taken]],
         label: str,
+        recheck: Callable[[], rules.Op[object]] | None = None,
     ) -> tuple[rules.QueueRow, list[Any]]:
         """Run a receive op (``take(known, sweep_first)``) against queue ``name`` as last read;
         when it found nothing without a sweep, once more with the queue read again and swept
-        (it may have been deleted, or hold messages whose lapsed locks a sweep notices). The
+        (it may have been deleted, or hold messages whose lapsed locks a sweep notices), or
+        only ``recheck`` where that says all there is to know (a session's lease: a drained
+        session is the common case, and its receive must not cost a sweep of the queue). The
         caller checked that the client is open."""
         known, sweep = self._known(name)
         try:
             row, rows, swept = await self._db.run(take(known, sweep), label, relaxed=True)
             if not rows and not swept:
+                if recheck is not None:
+                    await self._db.run(recheck(), label, relaxed=True)
+                    return row, rows
                 row, rows, swept = await self._db.run(take(None, True), label, relaxed=True)
         except QueueNotFound:
             self._queues.pop(name, None)
@@ -680,6 +686,7 @@ class SqlSessionClient(SessionClient):
                     self._st, lease, known, max_messages, now, token, sweep
                 ),
                 "session receive",
+                lambda: rules.check_lease(self._st, lease, now),  # lost: SessionLockLost
             )
             return received(rows, client._db.key, lease.queue, lease.queue_id, token, lease.token)
 
