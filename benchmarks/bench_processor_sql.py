@@ -527,8 +527,8 @@ async def main() -> None:
     postgres = not args.skip_pg
     if postgres:
         require("postgres", "asyncpg")
-        require("bench", "pgqueuer", "procrastinate")
         await check_postgres(args.postgres)
+        require("bench", "pgqueuer", "procrastinate")
     everyone = contenders(sessions, postgres)
     drained: dict[str, list[float]] = {c.key: [] for c in everyone}
     enqueued: dict[str, list[float]] = {c.key: [] for c in everyone}
