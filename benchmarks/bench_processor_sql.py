@@ -14,15 +14,17 @@ with a no-op async handler at concurrency 10:
 - pgqueuer: one ``QueueManager`` on one asyncpg connection in drain mode, twice: uncapped (its
   default: ``batch_size=10`` and no ``max_concurrent_tasks``, so it may pick every job at
   once) and capped at 10 in flight (``max_concurrent_tasks=10``, which needs ``batch_size=5``);
-- procrastinate: ``run_worker_async(concurrency=10, wait=False)`` with an ``async`` task, its
-  pool allowed 11 connections (its 10 jobs and its LISTEN; its default pool of 4 would cap
-  it below concurrency 10), finished jobs kept (its default ``delete_jobs="never"``).
+  its tables in the schema named by ``PGQUEUER_SCHEMA``;
+- procrastinate: ``run_worker_async(concurrency=10, wait=False)`` with an ``async`` task, on
+  psycopg's compiled implementation, its pool allowed 11 connections (its 10 jobs and its
+  LISTEN; its default pool of 4 would cap it below concurrency 10), its tables found through
+  ``search_path``, finished jobs kept (its default ``delete_jobs="never"``).
 
 A figure is N / the time from the consumer's start (its connections already open: the
 Processor's ``start``, ``QueueManager.run``, ``run_worker_async``, each with its own start-up
 queries) until its handler has run N times. The worker reports that time; its stop and the
 settlements still in flight at that moment are not timed, but before the figure counts the
-worker must have stopped with every message settled, none handled twice, the queue empty.
+worker must have stopped with the handler run exactly N times and nothing left to do.
 Every contender runs on a fresh schema of the same database (created, filled, drained,
 dropped), every round runs each contender once in turn, and a figure is the median of
 ``--repeat`` rounds with their range in brackets.
