@@ -31,9 +31,13 @@ QUICK = {
     "bench_servicebus": ["--messages", "20", "--batch", "10", "--rounds", "1"],
     # PostgreSQL: the machine's server (QUEUE_RUNTIME_TEST_POSTGRES_URL overrides it)
     "bench_sql": ["--messages", "200", "--repeat", "1"],
+    "bench_processor_sql": ["--messages", "200", "--repeat", "1"],
 }
-#: The bench extra (the libraries bench_sql compares against): CI installs only .[dev].
-BENCH_EXTRA = ("litequeue", "persistqueue", "pgqueuer")
+#: The bench extra (the libraries bench_sql and bench_processor_sql compare against): CI
+#: installs only .[dev].
+BENCH_EXTRA = ("litequeue", "persistqueue", "pgqueuer", "procrastinate")
+#: The benchmarks that refuse to run without the bench extra.
+NEED_BENCH = ("bench_sql", "bench_processor_sql")
 
 #: Makes the imports named in QR_TEST_BLOCKED_IMPORTS fail, as if their package were missing.
 SITECUSTOMIZE = """
@@ -107,7 +111,7 @@ def installed(*modules: str) -> bool:
 @pytest.mark.parametrize("name", sorted(QUICK))
 def test_benchmark_exits_honestly_with_its_smallest_sizes(name: str) -> None:
     result = run_benchmark(name, *QUICK[name])
-    if name == "bench_sql" and not installed(*BENCH_EXTRA):
+    if name in NEED_BENCH and not installed(*BENCH_EXTRA):
         assert_refused(name, "bench", result)
     else:
         assert_honest(name, result)
@@ -118,6 +122,8 @@ def test_benchmark_exits_honestly_with_its_smallest_sizes(name: str) -> None:
     [
         ("bench_sql", "persistqueue", "bench"),
         ("bench_sql", "asyncpg", "postgres"),
+        ("bench_processor_sql", "procrastinate", "bench"),
+        ("bench_processor_sql", "asyncpg", "postgres"),
         ("bench_sqs", "boto3", "sqs"),
         ("bench_sqs", "moto", "dev"),
         ("bench_servicebus", "azure", "azure"),
@@ -129,8 +135,8 @@ def test_a_missing_extra_is_one_line_naming_its_install(
     name: str, blocked: str, extra: str, tmp_path: Path
 ) -> None:
     result = run_benchmark(name, *QUICK[name], blocked=(blocked,), tmp_path=tmp_path)
-    # with the bench extra absent, bench_sql may name another of its modules first
-    module = blocked if name != "bench_sql" or installed(*BENCH_EXTRA) else None
+    # with the bench extra absent, a benchmark needing it may name another of its modules first
+    module = blocked if name not in NEED_BENCH or installed(*BENCH_EXTRA) else None
     assert_refused(name, extra, result, module)
 
 
@@ -145,19 +151,37 @@ def test_bench_sql_with_skip_pg_needs_no_postgres(tmp_path: Path) -> None:
         assert_refused("bench_sql", "bench", result)
 
 
+def test_bench_processor_sql_with_skip_pg_needs_neither_postgres_nor_the_bench_extra(
+    tmp_path: Path,
+) -> None:
+    result = run_benchmark(
+        "bench_processor_sql",
+        *QUICK["bench_processor_sql"],
+        "--skip-pg",
+        blocked=("asyncpg", "pgqueuer", "procrastinate"),
+        tmp_path=tmp_path,
+    )
+    assert_honest("bench_processor_sql", result)
+    assert "PostgreSQL" not in result.stdout
+    assert "SQLite" in result.stdout
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def test_bench_sql_refuses_in_one_line_when_postgres_does_not_answer() -> None:
+@pytest.mark.parametrize("name", NEED_BENCH)
+def test_a_postgres_benchmark_refuses_in_one_line_when_postgres_does_not_answer(
+    name: str,
+) -> None:
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
-    result = run_benchmark("bench_sql", *QUICK["bench_sql"], "--postgres", dead)
+    result = run_benchmark(name, *QUICK[name], "--postgres", dead)
     said = f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert result.returncode == 2, said
     [line] = result.stderr.splitlines()
-    assert line.startswith("bench_sql: PostgreSQL (--postgres) does not answer"), said
+    assert line.startswith(f"{name}: PostgreSQL (--postgres) does not answer"), said
     assert "--skip-pg" in line, said
 
 
