@@ -9,7 +9,7 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -421,3 +421,32 @@ async def test_postgres_runs_an_op_of_one_statement_without_a_transaction(
         await client.send_message("q", qr.Message(b"woken"))
         woken = await asyncio.wait_for(waiting, 2)  # by the NOTIFY after the commit
         assert woken is not None and woken.body == b"woken"
+
+
+@pytest.mark.asyncio
+async def test_a_batch_of_unlike_messages_keeps_every_field_and_the_order(
+    sql_client: qr.QueueClient,
+) -> None:
+    """A batch is one statement over columns on PostgreSQL: columns alike in every row, NULL
+    in every row, and different in each, in every mix, come back as sent."""
+    await sql_client.create_queue("q", default_message_ttl=3600)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    batches = [
+        [qr.Message(b"same") for _ in range(3)],
+        [
+            qr.Message(b"a", attributes={"k": "v"}, correlation_id="c1"),
+            qr.Message(b"b", time_to_live=timedelta(seconds=600)),
+            qr.Message(b"c", message_id="given-1", attributes={"x": "1", "y": "2"}),
+            qr.Message(b"d", scheduled_enqueue_time=later),
+        ],
+    ]
+    for batch in batches:
+        await sql_client.send_messages("q", batch)
+    got = await sql_client.receive_messages("q", max_messages=10, timeout=0)
+    sent = [m for batch in batches for m in batch if m.scheduled_enqueue_time is None]
+    assert [(m.body, m.message_id, m.attributes, m.correlation_id) for m in got] == [
+        (m.body, m.message_id, m.attributes, m.correlation_id) for m in sent
+    ]
+    assert got[4].time_to_live == timedelta(seconds=600) and got[3].time_to_live is None
+    assert (await sql_client.get_queue_statistics("q")).scheduled == 1  # "d", for later
+    await sql_client.complete_messages(got)

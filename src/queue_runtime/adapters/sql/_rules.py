@@ -286,8 +286,8 @@ def send(
         [(sql, run)] = st.runs("insert_message_seq", rows)
         stored = yield Query(sql, run[0], True)
         seq = stored[0][0] if stored else 0
-    elif st.dialect.array_insert and len(rows) > 1:  # one statement, one array per column
-        yield Execute(st.insert_messages_columns, tuple(map(list, zip(*rows, strict=True))))
+    elif st.dialect.array_insert and len(rows) > 1:  # one statement over arrays
+        yield Execute(*st.insert_columns(rows))
     else:
         for sql, run in st.runs("insert_message", rows):
             if len(run) == 1:

@@ -126,17 +126,6 @@ _INSERT_MESSAGE: Final = (
 )
 
 _SQL: Final[dict[str, str]] = {
-    # -- sending many at once where the dialect has arrays (`Dialect.array_insert`): one
-    # parameter per column, rows in order (the identity numbers them in that order)
-    "insert_messages_columns": (
-        "INSERT INTO {ns}messages (queue_id, partition_key, message_id, unique_id, body,"
-        " attributes, correlation_id, session_id, time_to_live_us, scheduled_at, enqueued_at,"
-        " visible_at, expires_at) SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[],"
-        " ?::integer[], ?::bytea[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[],"
-        " ?::double precision[], ?::double precision[], ?::double precision[])"
-        " ON CONFLICT (queue_id, message_id) WHERE dead_lettered = 0 AND unique_id = 1"
-        " DO NOTHING"
-    ),
     # -- queues ---------------------------------------------------------------------------
     "select_queue": f"SELECT {_QUEUE_COLUMNS} FROM {{ns}}queues WHERE name = ?",
     "insert_queue": (
@@ -333,6 +322,48 @@ _SQL: Final[dict[str, str]] = {
 }
 
 
+#: The ``insert_message`` columns, in its parameters' order, with their types.
+_INSERT_COLUMNS: Final = (
+    ("queue_id", "bigint"),
+    ("partition_key", "text"),
+    ("message_id", "text"),
+    ("unique_id", "integer"),
+    ("body", "bytea"),
+    ("attributes", "text"),
+    ("correlation_id", "text"),
+    ("session_id", "text"),
+    ("time_to_live_us", "bigint"),
+    ("scheduled_at", "text"),
+    ("enqueued_at", "double precision"),
+    ("visible_at", "double precision"),
+    ("expires_at", "double precision"),
+)
+
+
+def _column_insert(shape: tuple[str, ...]) -> str:
+    """``insert_message`` for many rows of ``shape`` (per column: ``a`` an array, ``s`` one
+    parameter for all rows, ``n`` NULL), the arrays unnested in order."""
+    values: list[str] = []
+    arrays: list[str] = []
+    for (_, kind_of), kind in zip(_INSERT_COLUMNS, shape, strict=True):
+        if kind == "a":
+            arrays.append(f"?::{kind_of}[]")
+            values.append(f"t.c{len(arrays)}")
+        elif kind == "s":
+            values.append(f"?::{kind_of}")
+        else:
+            values.append(f"NULL::{kind_of}")
+    # parameters are numbered in text order: the single values (in the SELECT list) first,
+    # then the arrays (in the FROM clause); `Statements.insert_columns` binds them so
+    names = ", ".join(f"c{i + 1}" for i in range(len(arrays)))
+    return (
+        "INSERT INTO {ns}messages (" + ", ".join(name for name, _ in _INSERT_COLUMNS) + ")"
+        " SELECT " + ", ".join(values) + " FROM unnest(" + ", ".join(arrays) + f") AS t({names})"
+        " ON CONFLICT (queue_id, message_id) WHERE dead_lettered = 0 AND unique_id = 1"
+        " DO NOTHING"
+    )
+
+
 def _same(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return row
 
@@ -351,6 +382,33 @@ class Statements:
         self._bindings: dict[
             tuple[str, tuple[type, ...]], tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]]]
         ] = {}
+        self._column_inserts: dict[tuple[str, ...], str] = {}
+
+    def insert_columns(self, rows: Sequence[tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
+        """One statement inserting every ``insert_message`` row, in order (`array_insert`
+        dialects): a column that differs from row to row goes as an array (unnested), one
+        that is the same in every row as one parameter, one that is NULL in every row as
+        ``NULL``; binding, not the database, is most of a batch's cost, and most columns of
+        a batch are alike. The statement of each such shape is made once."""
+        columns = list(zip(*rows, strict=True))
+        shape = tuple(
+            "n"
+            if col[0] is None and col.count(None) == len(col)
+            else "s"
+            if col.count(col[0]) == len(col)
+            else "a"
+            for col in columns
+        )
+        # in the statement's order: the single values (its SELECT list), then the arrays
+        pairs = list(zip(shape, columns, strict=True))
+        params = (
+            *(col[0] for kind, col in pairs if kind == "s"),
+            *(list(col) for kind, col in pairs if kind == "a"),
+        )
+        sql = self._column_inserts.get(shape)
+        if sql is None:
+            sql = self._column_inserts[shape] = self.dialect.render(_column_insert(shape))
+        return sql, params
 
     def runs(
         self, name: str, rows: Sequence[tuple[Any, ...]]
@@ -406,7 +464,6 @@ class Statements:
     delete_queues: str
     insert_message: str
     insert_message_seq: str
-    insert_messages_columns: str
     find_sent: str
     dead_letter_spent: str
     dead_letter_expired: str
