@@ -65,9 +65,14 @@ from bench_sql import DEFAULT_POSTGRES, check_postgres, spread
 
 import queue_runtime as qr
 
-#: 200 bytes of JSON, as a small webhook event might be.
-BODY = (b'{"action":"opened","number":42,"pad":"' + b"x" * 200)[:198] + b'"}'
-TEXT = BODY.decode()
+
+def body(number: int) -> bytes:
+    """200 bytes of JSON, as a small webhook event might be; each message its own (the same
+    bytes in every row would let a batch bind them once, which real events do not allow)."""
+    return (b'{"action":"opened","number":%d,"pad":"' % number + b"x" * 200)[:198] + b'"}'
+
+
+BODY = body(0)
 QUEUE = "bench"
 CONCURRENCY = 10
 BATCH = 100  # what the producer sends at a time
@@ -111,7 +116,9 @@ def contenders(sessions: int, postgres: bool) -> list[Contender]:
 
 def messages(n: int, sessions: int) -> list[qr.Message]:
     """N messages, spread evenly over ``sessions`` session ids (none without)."""
-    return [qr.Message(BODY, session_id=f"s{i % sessions}" if sessions else None) for i in range(n)]
+    return [
+        qr.Message(body(i), session_id=f"s{i % sessions}" if sessions else None) for i in range(n)
+    ]
 
 
 def with_schema(dsn: str, schema: str) -> str:
@@ -243,7 +250,8 @@ async def prepare_pgqueuer(contender: Contender, n: int, dsn: str, directory: Pa
             async def send() -> None:
                 for start in range(0, n, BATCH):
                     count = min(BATCH, n - start)
-                    await queries.enqueue([QUEUE] * count, [BODY] * count, [0] * count)
+                    payloads = [body(i) for i in range(start, start + count)]
+                    await queries.enqueue([QUEUE] * count, payloads, [0] * count)
 
             enqueue = await timed(send)
         except BaseException:
@@ -297,11 +305,13 @@ async def prepare_procrastinate(
         async with app.open_async():
             await app.schema_manager.apply_schema_async()
             task = app.configure_task(QUEUE, queue=QUEUE)
-            kwargs = [{"body": TEXT}] * BATCH
 
             async def send() -> None:
                 for start in range(0, n, BATCH):
-                    await task.batch_defer_async(*kwargs[: min(BATCH, n - start)])
+                    stop = min(start + BATCH, n)
+                    await task.batch_defer_async(
+                        *({"body": body(i).decode()} for i in range(start, stop))
+                    )
 
             enqueue = await timed(send)
     except BaseException:

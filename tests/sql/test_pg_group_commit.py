@@ -43,7 +43,7 @@ async def test_a_gathered_batch_with_one_lock_lost_settles_the_others_and_report
         clock.advance(5)  # the first one's lock lapses (the others hold 5 s more)
         assert lapsed is not None and all(m is not None for m in rest)
         first, *others = [m for m in rest if m is not None]
-        # the first goes alone; the others, the lapsed one among them, gather behind it
+        # ready together, they go as one statement, the lapsed one among them
         outcomes = await asyncio.gather(
             client.complete_message(first),
             client.complete_message(others[0]),
@@ -57,7 +57,9 @@ async def test_a_gathered_batch_with_one_lock_lost_settles_the_others_and_report
             "MessageLockLost",
             "NoneType",
         ]
-        assert gathered == [[others[0].message_id, lapsed.message_id, others[1].message_id]]
+        assert gathered == [
+            [first.message_id, others[0].message_id, lapsed.message_id, others[1].message_id]
+        ]
         again = await client.receive_message("q", timeout=0)  # only the lapsed one is left
         assert again is not None and again.body == lapsed.body and again.delivery_count == 2
         await client.complete_message(again)
@@ -96,7 +98,9 @@ async def test_a_session_whose_lease_was_lost_is_told_so_inside_a_gathered_batch
             "SessionLockLost",
             "NoneType",
         ]
-        assert gathered == [[held[1][1].message_id, gone.message_id, held[2][1].message_id]]
+        assert gathered == [
+            [held[0][1].message_id, held[1][1].message_id, gone.message_id, held[2][1].message_id]
+        ]
         for session, _ in held:
             await session.close()
         stats = await client.get_queue_statistics("q")

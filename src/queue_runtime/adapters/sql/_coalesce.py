@@ -1,9 +1,11 @@
 """Group commit: settlements that several tasks make at about the same moment go to the
 database together, as one statement.
 
-A caller that finds nothing in flight goes at once, alone (it waits for no one). Callers that
-arrive while a statement is in flight join the next one, which goes as soon as that returns.
-Each caller learns its own outcome: a lock lost is that caller's error alone.
+A caller that finds nothing in flight goes at once, with the callers that are ready in the
+same turn of the event loop (it waits for no one: the statement starts as soon as the loop
+gets to it). Callers that arrive while a statement is in flight join the next one, which goes
+as soon as that returns. Each caller learns its own outcome: a lock lost is that caller's
+error alone.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ class Coalescer(Generic[K]):
 
     async def __call__(self, item: K) -> None:
         if not self._busy:
+            # the first: it goes now, with whoever is ready to go in this same turn of the
+            # event loop (handlers that a receive fed together end together): one yield, no
+            # waiting for anyone
             self._busy = True
-            try:
-                await self._one(item)
-            finally:
-                self._busy = False
-                if self._gathered:
-                    self._start()
+            joined = asyncio.get_running_loop().create_future()
+            self._gathered.append((item, joined))
+            self._start()
+            await joined
             return
         joined = asyncio.get_running_loop().create_future()
         entry = (item, joined)
