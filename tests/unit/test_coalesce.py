@@ -59,11 +59,13 @@ async def test_a_failed_statement_fails_each_caller_of_it() -> None:
 async def test_a_caller_cancelled_before_its_turn_is_not_made() -> None:
     recorder = Recorder()
     settle = Coalescer(recorder.one, recorder.many)
-    first = asyncio.ensure_future(settle(1))
-    await asyncio.sleep(0)
-    waiting = asyncio.ensure_future(settle(2))
-    kept = asyncio.ensure_future(settle(3))
+    under_way = []
+    for item in (1, 2):  # two statements under way: the most at once
+        under_way.append(asyncio.ensure_future(settle(item)))
+        await asyncio.sleep(0.001)
+    waiting = asyncio.ensure_future(settle(3))
+    kept = asyncio.ensure_future(settle(4))
     await asyncio.sleep(0)
     waiting.cancel()
-    await asyncio.gather(first, waiting, kept, return_exceptions=True)
-    assert recorder.calls == [[1], [3]]
+    await asyncio.gather(*under_way, waiting, kept, return_exceptions=True)
+    assert recorder.calls == [[1], [2], [4]]
